@@ -1,0 +1,98 @@
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { type Config, configSchema } from './schema.js';
+
+export const defaultConfigPath = '/etc/ctrvol/config.yaml';
+
+/** Reads and validates the config file. Any problem becomes one ConfigError line. */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    throw new ConfigError(`config ${file}: ${why}; pass --config FILE`, { cause: error });
+  }
+
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, source = 'config'): Config {
+  const document = parseDocument(text, { prettyErrors: false });
+  const syntaxError = document.errors[0];
+  if (syntaxError !== undefined) {
+    const line = syntaxError.linePos?.[0].line;
+    const where = line === undefined ? '' : ` line ${line}`;
+    throw new ConfigError(`${source}${where}: not valid YAML: ${syntaxError.message}`);
+  }
+
+  const raw: unknown = document.toJS() ?? {};
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(getIssueLine(result.error.issues, raw, source));
+  }
+
+  return result.data;
+}
+
+/** `volume.filesystem: got "btrfs"; allowed: "xfs" | "ext4"`, for the first problem found. */
+function getIssueLine(issues: z.core.$ZodIssue[], raw: unknown, source: string): string {
+  const issue = issues[0];
+  if (issue === undefined) {
+    return `${source}: invalid`;
+  }
+
+  const key = issue.path.map(String).join('.') || '(top level)';
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+  if (issue.code === 'unrecognized_keys') {
+    const where = key === '(top level)' ? '' : `${key}.`;
+    return `${source}: ${where}${issue.keys.join(', ')}: unknown key; check the spelling${more}`;
+  }
+
+  const value = getAt(raw, issue.path);
+  const got = value === undefined ? 'nothing' : JSON.stringify(value);
+
+  return `${source}: ${key}: got ${got}; allowed: ${getAllowed(issue)}${more}`;
+}
+
+const typeNames: Record<string, string> = {
+  int: 'a whole number',
+  number: 'a number',
+  object: 'a mapping of keys',
+  array: 'a list',
+  boolean: 'true or false',
+  string: 'a string',
+};
+
+function getAllowed(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_value':
+      return issue.values.map((value) => JSON.stringify(value)).join(' | ');
+    case 'invalid_type':
+      return typeNames[issue.expected] ?? `a ${issue.expected}`;
+    case 'too_small':
+      return issue.origin === 'array'
+        ? `a list of at least ${issue.minimum} item(s)`
+        : `a value of at least ${issue.minimum}`;
+    case 'too_big':
+      return `a value of at most ${issue.maximum}`;
+    default:
+      return issue.message;
+  }
+}
+
+function getAt(value: unknown, keys: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of keys) {
+    if (current === null || typeof current !== 'object') {
+      return undefined;
+    }
+
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+
+  return current;
+}

@@ -1,0 +1,85 @@
+import { execa } from 'execa';
+import { EnvironmentError, StepError } from './errors.js';
+import type { Logger } from './log/logger.js';
+
+/**
+ * The one way ctrvol runs another program. It never goes through a shell, logs the argv at
+ * debug, times each call, and on failure puts the command, its exit code and its stderr into
+ * the error. It also adds up the time spent in children, so that a run can report its own
+ * overhead apart from mkfs, cp and the rest.
+ */
+export interface RunOptions {
+  /** Exit codes that are answers rather than failures, such as blkid's 2 for "nothing found". */
+  okExitCodes?: readonly number[];
+  timeoutMs?: number;
+  /** Text fed to the child's stdin; otherwise stdin is closed so that nothing can stop to ask. */
+  input?: string;
+  env?: Record<string, string>;
+  /** Package that provides the tool, named in the error when it is missing. */
+  packageHint?: string;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  durationMs: number;
+}
+
+export interface Runner {
+  run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  readonly stats: { calls: number; childMs: number };
+}
+
+export function createRunner(logger: Logger): Runner {
+  const stats = { calls: 0, childMs: 0 };
+
+  async function run(
+    file: string,
+    args: readonly string[],
+    options: RunOptions = {},
+  ): Promise<RunResult> {
+    const command = [file, ...args].join(' ');
+    logger.debug({ argv: [file, ...args] }, 'running');
+    const started = performance.now();
+    const result = await execa(file, args, {
+      reject: false,
+      stripFinalNewline: false,
+      ...(options.input === undefined ? { stdin: 'ignore' } : { input: options.input }),
+      timeout: options.timeoutMs,
+      env: { LC_ALL: 'C', ...options.env },
+    });
+    const durationMs = performance.now() - started;
+    stats.calls += 1;
+    stats.childMs += durationMs;
+
+    if (result.failed && result.exitCode === undefined) {
+      const cause = result.cause as NodeJS.ErrnoException | undefined;
+      if (cause?.code === 'ENOENT') {
+        const from = options.packageHint === undefined ? '' : ` (install ${options.packageHint})`;
+        throw new EnvironmentError(`required tool not found: ${file}${from}`, { cause });
+      }
+
+      const why = result.timedOut ? `timed out after ${options.timeoutMs} ms` : result.message;
+      throw new StepError(`${command}: ${why}`, { cause: result });
+    }
+
+    const exitCode = result.exitCode ?? 0;
+    logger.debug({ exitCode, ms: Math.round(durationMs) }, `ran ${file}`);
+    if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
+      const stderr = String(result.stderr).trim().split('\n').slice(-3).join(' / ');
+      throw new StepError(`${command} exited ${exitCode}${stderr ? `: ${stderr}` : ''}`, {
+        cause: result,
+      });
+    }
+
+    return {
+      stdout: String(result.stdout),
+      stderr: String(result.stderr),
+      exitCode,
+      durationMs,
+    };
+  }
+
+  return { run, stats };
+}

@@ -1,0 +1,34 @@
+import type { Config } from '../config/schema.js';
+
+/**
+ * What ctrvol writes into systemd's configuration. ctrvol-setup is the only thing that mounts
+ * the volume: there is no fstab line and no enabled .mount unit, because a device missing at
+ * boot (an instance store after stop/start, a late EBS attach) must not stall the boot or fail
+ * containerd before ctrvol has had a chance to wait for it and say what is wrong.
+ */
+export const setupUnit = 'ctrvol-setup.service';
+
+/** Units whose data lives under the mount point, in the order they are stopped. */
+export const dependentUnits = ['kubelet.service', 'containerd.service'] as const;
+
+export const containerdDropInPath = 'etc/systemd/system/containerd.service.d/10-ctrvol.conf';
+
+export function renderContainerdDropIn(onFailure: Config['onFailure']): string {
+  // With `block`, a failed setup keeps containerd down rather than letting it start on the root
+  // disk, where it would find no cached sandbox image and fill the root filesystem. With
+  // `rootDisk` the node still comes up, and the setup unit's failure stays visible in
+  // `systemctl --failed`.
+  const [why, dependency] =
+    onFailure === 'block'
+      ? ['containerd must not start unless its volume is mounted.', 'Requires']
+      : ['onFailure: rootDisk, so containerd starts even if setup fails.', 'Wants'];
+
+  return [
+    '# Written by ctrvol setup; rewritten on every run.',
+    `# ${why}`,
+    '[Unit]',
+    `${dependency}=${setupUnit}`,
+    `After=${setupUnit}`,
+    '',
+  ].join('\n');
+}
