@@ -1,0 +1,88 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+
+/** Options every command takes. */
+export interface CommonOptions {
+  config: string;
+  root: string;
+  logFormat: 'text' | 'json';
+  verbose: boolean;
+}
+
+export interface ParsedCommand {
+  command: string | undefined;
+  common: CommonOptions;
+  values: Record<string, string | boolean | undefined>;
+  help: boolean;
+  version: boolean;
+}
+
+const commonFlags = {
+  config: { type: 'string' },
+  root: { type: 'string' },
+  'log-format': { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+/** Each command's own flags, on top of the common ones. */
+export const commandFlags = {
+  setup: {
+    'dry-run': { type: 'boolean' },
+    verify: { type: 'string' },
+  },
+  status: {
+    json: { type: 'boolean' },
+  },
+} as const;
+
+export type CommandName = keyof typeof commandFlags;
+
+export function isCommandName(name: string | undefined): name is CommandName {
+  return name !== undefined && Object.hasOwn(commandFlags, name);
+}
+
+export function parseCommandLine(argv: readonly string[]): ParsedCommand {
+  const first = argv.find((argument) => !argument.startsWith('-'));
+  if (first !== undefined && !isCommandName(first)) {
+    throw new UsageError(`unknown command "${first}"; see ctrvol --help`);
+  }
+
+  const options = { ...commonFlags, ...(first === undefined ? {} : commandFlags[first]) };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}; see ctrvol --help`, { cause: error });
+  }
+
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) {
+    throw new UsageError(`unexpected argument "${positionals[1]}"; see ctrvol --help`);
+  }
+
+  const logFormat = values['log-format'] ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') {
+    throw new UsageError(`--log-format: got "${logFormat}"; allowed: text | json`);
+  }
+
+  const root = values.root ?? '/';
+  if (!path.isAbsolute(root)) {
+    throw new UsageError(`--root: got "${root}"; allowed: an absolute path`);
+  }
+
+  return {
+    command: first,
+    common: {
+      config: values.config ?? path.join(root, 'etc/ctrvol/config.yaml'),
+      root: path.resolve(root),
+      logFormat,
+      verbose: values.verbose === true,
+    },
+    values: values as Record<string, string | boolean | undefined>,
+    help: values.help === true,
+    version: values.version === true,
+  };
+}

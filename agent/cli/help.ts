@@ -1,0 +1,30 @@
+export const helpText = `ctrvol: puts containerd's store on its own volume, keeping the AMI's cached images
+
+Usage: ctrvol <command> [options]
+
+Commands:
+  setup     find, format (only if blank), fill and mount the containerd volume
+  status    what was set up, from which device, and how full it is
+
+Options for every command:
+  --config FILE        config file (default: /etc/ctrvol/config.yaml, below --root)
+  --root DIR           prefix for every system file ctrvol writes (tests only; default /)
+  --log-format FORMAT  text (default; journald priorities under systemd) or json
+  -v, --verbose        log every command ctrvol runs
+  -h, --help           this text
+  --version            the version
+
+setup:
+  --dry-run            print the plan; change nothing
+  --verify MODE        metadata (default) or content: also compare file hashes after the copy
+
+status:
+  --json               machine-readable output
+
+Exit codes:
+  0  ok
+  1  a step failed while acting
+  2  usage or config error (nothing was changed)
+  3  environment: device missing, foreign or in use, not root, a tool missing,
+     containerd still running (nothing was changed)
+`;

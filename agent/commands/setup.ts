@@ -1,0 +1,81 @@
+import type { CommonOptions } from '../cli/args.js';
+import { loadConfig } from '../config/load.js';
+import { EnvironmentError, UsageError } from '../errors.js';
+import { createRunner } from '../exec.js';
+import { realHost } from '../host/host.js';
+import { isSystemdRunning } from '../host/systemd.js';
+import type { Logger } from '../log/logger.js';
+import { getPaths } from '../state/paths.js';
+import { readState } from '../state/state.js';
+import { formatMs } from '../text.js';
+import type { SetupContext, VerifyMode } from '../setup/context.js';
+import { runSetup } from '../setup/run-setup.js';
+import { setupSteps } from '../setup/steps.js';
+
+export interface SetupOptions {
+  dryRun: boolean;
+  verify: string | undefined;
+}
+
+export async function setup(
+  common: CommonOptions,
+  options: SetupOptions,
+  logger: Logger,
+): Promise<string> {
+  const verify = getVerifyMode(options.verify);
+  const config = await loadConfig(common.config);
+  if (process.getuid?.() !== 0) {
+    throw new EnvironmentError('ctrvol setup must run as root', { hint: 'run it with sudo' });
+  }
+
+  const paths = getPaths(common.root);
+  const run = createRunner(logger);
+  const context: SetupContext = {
+    config,
+    paths,
+    host: realHost,
+    run,
+    logger,
+    dryRun: options.dryRun,
+    verify,
+    systemd: await isSystemdRunning(),
+    previous: await readState(paths.stateFile),
+    lock: undefined,
+    volume: undefined,
+    stoppedUnits: [],
+    hiddenBytes: undefined,
+    plan: [],
+  };
+
+  const summary = await runSetup(context, setupSteps);
+  const { calls, childMs } = run.stats;
+  logger.info(
+    {
+      changed: summary.changed.length,
+      alreadyDone: summary.alreadyDone.length,
+      commands: calls,
+      commandMs: Math.round(childMs),
+      ownMs: Math.round(summary.durationMs - childMs),
+    },
+    summary.changed.length === 0 && !options.dryRun
+      ? `setup finished in ${formatMs(summary.durationMs)}: nothing to change, already set up`
+      : `setup finished in ${formatMs(summary.durationMs)}`,
+  );
+
+  if (options.dryRun) {
+    const lines = context.plan.map((line, index) => `  ${index + 1}. ${line}`);
+    return lines.length === 0
+      ? 'Dry run: nothing to do; the volume is already set up.\n'
+      : `Dry run: setup would\n${lines.join('\n')}\n`;
+  }
+
+  return '';
+}
+
+function getVerifyMode(value: string | undefined): VerifyMode {
+  if (value === undefined || value === 'metadata' || value === 'content') {
+    return value ?? 'metadata';
+  }
+
+  throw new UsageError(`--verify: got "${value}"; allowed: metadata | content`);
+}

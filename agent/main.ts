@@ -1,0 +1,85 @@
+import { writeSync } from 'node:fs';
+import { parseCommandLine, type ParsedCommand } from './cli/args.js';
+import { helpText } from './cli/help.js';
+import { ExitCode, getErrorLine, isCtrvolError } from './errors.js';
+import type { Logger } from './log/logger.js';
+import { version } from './version.js';
+
+/**
+ * The entry point, and the only place that ends the process. Commands return their output or
+ * throw; errors become one line on stderr and an exit code. Command modules load lazily so that
+ * `ctrvol --version` does not pay for the logger, the schema library and the rest.
+ */
+async function main(argv: readonly string[]): Promise<number> {
+  let parsed: ParsedCommand;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (error) {
+    return reportError(error);
+  }
+
+  if (parsed.version) {
+    print(`ctrvol ${version}\n`);
+    return ExitCode.ok;
+  }
+
+  if (parsed.help || parsed.command === undefined) {
+    print(helpText);
+    return parsed.help ? ExitCode.ok : ExitCode.usage;
+  }
+
+  const { createLogger } = await import('./log/logger.js');
+  const logger = createLogger({
+    format: parsed.common.logFormat,
+    level: parsed.common.verbose ? 'debug' : (process.env.CTRVOL_LOG_LEVEL ?? 'info'),
+  });
+  try {
+    print(await runCommand(parsed, logger));
+    return ExitCode.ok;
+  } catch (error) {
+    logger.debug({ err: error }, 'command failed');
+    return reportError(error);
+  }
+}
+
+async function runCommand(parsed: ParsedCommand, logger: Logger): Promise<string> {
+  const { common, values } = parsed;
+  switch (parsed.command) {
+    case 'setup': {
+      const { setup } = await import('./commands/setup.js');
+      return setup(
+        common,
+        { dryRun: values['dry-run'] === true, verify: values.verify as string | undefined },
+        logger,
+      );
+    }
+
+    case 'status': {
+      const { getStatus, formatStatus } = await import('./commands/status.js');
+      const report = await getStatus(common);
+      return values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report);
+    }
+
+    default:
+      return helpText;
+  }
+}
+
+function reportError(error: unknown): number {
+  print(`ctrvol: ${getErrorLine(error)}\n`, 2);
+  return isCtrvolError(error) ? error.exitCode : ExitCode.failed;
+}
+
+function print(text: string, fd = 1): void {
+  if (text !== '') {
+    writeSync(fd, text);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    print(`ctrvol: unexpected error: ${error instanceof Error ? error.stack : String(error)}\n`, 2);
+    process.exit(ExitCode.failed);
+  },
+);

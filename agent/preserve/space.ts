@@ -1,0 +1,37 @@
+import { statfs } from 'node:fs/promises';
+import type { Runner } from '../exec.js';
+
+export interface TreeSize {
+  /** Allocated bytes, hard links counted once, holes in sparse files not counted. */
+  bytes: number;
+  inodes: number;
+}
+
+export async function measureTree(run: Runner, dir: string): Promise<TreeSize> {
+  const [bytes, inodes] = await Promise.all([
+    run.run('du', ['--summarize', '--one-file-system', '--block-size=1', dir]),
+    run.run('du', ['--summarize', '--one-file-system', '--inodes', dir]),
+  ]);
+
+  return { bytes: parseDu(bytes.stdout), inodes: parseDu(inodes.stdout) };
+}
+
+function parseDu(text: string): number {
+  return Number(text.split('\t')[0]);
+}
+
+export interface FreeSpace {
+  bytes: number;
+  inodes: number;
+}
+
+export async function getFreeSpace(dir: string): Promise<FreeSpace> {
+  const stats = await statfs(dir);
+  return { bytes: stats.bavail * stats.bsize, inodes: stats.ffree };
+}
+
+// Directories, xattrs and metadata take a little more room on the new filesystem than du counted
+// on the old one, so the copy must fit with a margin.
+export function getNeededSpace(size: TreeSize): FreeSpace {
+  return { bytes: Math.ceil(size.bytes * 1.05) + 32 * 1024 * 1024, inodes: size.inodes + 1024 };
+}

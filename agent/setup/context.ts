@@ -1,0 +1,74 @@
+import type { Config } from '../config/schema.js';
+import type { Runner } from '../exec.js';
+import type { BlockDevice } from '../host/block.js';
+import type { Host } from '../host/host.js';
+import type { HeldLock } from '../host/lock.js';
+import type { MountEntry } from '../host/mountinfo.js';
+import type { Signatures } from '../host/signatures.js';
+import type { Logger } from '../log/logger.js';
+import type { Paths } from '../state/paths.js';
+import type { SetupState } from '../state/state.js';
+
+export type VerifyMode = 'metadata' | 'content';
+
+/** What the resolve step learned about the volume, read by every later step. */
+export interface Volume {
+  device: BlockDevice;
+  signatures: Signatures;
+  /** Why the device may be formatted, when it may: it is blank, or ctrvol's own mkfs was cut off. */
+  formatReason: 'blank' | 'interrupted format' | undefined;
+  /** Where the volume is mounted now, if anywhere (only ctrvol's own places get this far). */
+  mounts: MountEntry[];
+}
+
+/** Everything a setup run carries from step to step. */
+export interface SetupContext {
+  config: Config;
+  paths: Paths;
+  host: Host;
+  run: Runner;
+  logger: Logger;
+  dryRun: boolean;
+  verify: VerifyMode;
+  /** True when systemd is PID 1, so units can be stopped, started and reloaded. */
+  systemd: boolean;
+  /** What the last successful run recorded, if this machine was set up before. */
+  previous: SetupState | undefined;
+  lock: HeldLock | undefined;
+  volume: Volume | undefined;
+  /** Units stopped by this run, to be started again at the end (or after a failure). */
+  stoppedUnits: string[];
+  /** Bytes of the old store left under the mount point, as the preserve step measured them. */
+  hiddenBytes: number | undefined;
+  /** What a dry run would have done, in order. */
+  plan: string[];
+}
+
+/** The volume as resolved; a step that runs after resolve may rely on it being there. */
+export function getVolume(context: SetupContext): Volume {
+  if (context.volume === undefined) {
+    throw new Error('the resolve step has not run');
+  }
+
+  return context.volume;
+}
+
+/**
+ * Every change a step makes goes through here. A dry run records what would happen and does
+ * nothing, so that `--dry-run` prints the same plan a real run would follow.
+ */
+export async function act(
+  context: SetupContext,
+  logger: Logger,
+  description: string,
+  action: () => Promise<void>,
+): Promise<void> {
+  if (context.dryRun) {
+    context.plan.push(description);
+    logger.info(`would ${description}`);
+    return;
+  }
+
+  logger.info(description);
+  await action();
+}

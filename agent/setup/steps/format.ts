@@ -1,0 +1,85 @@
+import type { Filesystem } from '../../config/schema.js';
+import { StepError } from '../../errors.js';
+import type { BlockDevice } from '../../host/block.js';
+import { probeSignatures } from '../../host/signatures.js';
+import { removeDurably, writeJsonDurably } from '../../state/files.js';
+import { act, getVolume } from '../context.js';
+import { alreadyDone, changed, type Step } from '../step.js';
+
+/** Written under /var/lib/ctrvol before mkfs starts, and removed once the new filesystem probes. */
+export interface FormatIntent {
+  identity: string;
+  device: string;
+  filesystem: Filesystem;
+  startedAt: string;
+}
+
+/**
+ * What stays true of a disk across renames: its serial (NVMe, virtio) or, for a loop device, its
+ * backing file, together with its size.
+ */
+export function getDeviceIdentity(device: BlockDevice): string {
+  const id = device.serial ?? device.backingFile ?? device.name;
+  return `${id}@${device.sizeBytes}`;
+}
+
+// The fast flags: no discard pass over the whole device (fresh EBS and instance-store disks are
+// already trimmed), and ext4's inode tables initialised lazily after mount. -f / -F because the
+// device has been proven blank (or ctrvol's own half-made filesystem), and mkfs must never stop
+// to ask when a random-data "signature" confuses it.
+function getMkfsCommand(filesystem: Filesystem, label: string, device: string): string[] {
+  return filesystem === 'xfs'
+    ? ['mkfs.xfs', '-f', '-K', '-L', label, device]
+    : ['mkfs.ext4', '-F', '-q', '-E', 'nodiscard,lazy_itable_init=1', '-L', label, device];
+}
+
+export const formatStep: Step = {
+  name: 'format',
+  async run(context, logger) {
+    const volume = getVolume(context);
+    const { device, formatReason } = volume;
+    if (formatReason === undefined) {
+      return alreadyDone(`${device.path} already carries ${volume.signatures.fsType}`);
+    }
+
+    const { filesystem, label } = context.config.volume;
+    const intent: FormatIntent = {
+      identity: getDeviceIdentity(device),
+      device: device.path,
+      filesystem,
+      startedAt: new Date().toISOString(),
+    };
+    const [command, ...args] = getMkfsCommand(filesystem, label, device.path) as [string];
+    await act(
+      context,
+      logger,
+      `format ${device.path} (${formatReason}) as ${filesystem}`,
+      async () => {
+        await writeJsonDurably(context.paths.formatIntentFile, intent);
+        if (volume.signatures.all.length > 0) {
+          // A false partition table, or ctrvol's own half-made filesystem: erase it so that no
+          // stale signature outlives mkfs.
+          await context.run.run('wipefs', ['--all', device.path]);
+        }
+
+        await context.run.run(command, args, {
+          packageHint: filesystem === 'xfs' ? 'xfsprogs' : 'e2fsprogs',
+        });
+        const signatures = await probeSignatures(context.run, device.path);
+        if (signatures.fsType !== filesystem || signatures.label !== label) {
+          throw new StepError(
+            `${device.path} does not probe as ${filesystem} "${label}" after mkfs`,
+          );
+        }
+
+        volume.signatures = signatures;
+        volume.formatReason = undefined;
+        await removeDurably(context.paths.formatIntentFile);
+      },
+    );
+
+    return changed(
+      volume.signatures.uuid === undefined ? undefined : `UUID ${volume.signatures.uuid}`,
+    );
+  },
+};

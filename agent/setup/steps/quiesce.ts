@@ -1,0 +1,76 @@
+import { EnvironmentError } from '../../errors.js';
+import { findShims, isSocketLive } from '../../host/containerd.js';
+import { getMountsBeneath, readMountInfo } from '../../host/mountinfo.js';
+import { isUnitActive } from '../../host/systemd.js';
+import { dependentUnits } from '../../systemd/units.js';
+import { act, getVolume, type SetupContext } from '../context.js';
+import { alreadyDone, changed, type Step } from '../step.js';
+
+/**
+ * Nothing may write to the old store while it is copied, and nothing may be left holding files
+ * under the mount point when the volume is mounted over it.
+ */
+export const quiesceStep: Step = {
+  name: 'quiesce',
+  async run(context, logger) {
+    const { mountPoint } = context.config.volume;
+    if (isMountedAtMountPoint(context)) {
+      return alreadyDone(`the volume is already mounted at ${mountPoint}`);
+    }
+
+    if (context.systemd) {
+      for (const unit of dependentUnits) {
+        if (await isUnitActive(context.run, unit)) {
+          await act(context, logger, `stop ${unit}`, async () => {
+            await context.run.run('systemctl', ['stop', unit]);
+          });
+          context.stoppedUnits.push(unit);
+        }
+      }
+    }
+
+    await checkNothingRuns(context);
+
+    return context.stoppedUnits.length === 0
+      ? alreadyDone('nothing uses the mount point')
+      : changed(`stopped ${context.stoppedUnits.join(', ')}`);
+  },
+};
+
+export function isMountedAtMountPoint(context: SetupContext): boolean {
+  const { mounts } = getVolume(context);
+  return mounts.some((entry) => entry.mountPoint === context.config.volume.mountPoint);
+}
+
+/**
+ * Where systemd is not PID 1 (a container, a user-data run under another init) ctrvol cannot stop
+ * containerd itself, but it still refuses to copy a store that a live containerd is writing.
+ */
+async function checkNothingRuns(context: SetupContext): Promise<void> {
+  const { socket } = context.config.containerd;
+  const { mountPoint } = context.config.volume;
+  const stopFirst = 'stop containerd and the kubelet, then run ctrvol setup again';
+
+  if (!context.dryRun || context.stoppedUnits.length === 0) {
+    if (await isSocketLive(socket)) {
+      throw new EnvironmentError(`containerd is running on ${socket}`, { hint: stopFirst });
+    }
+
+    const shims = await findShims(context.host.proc, socket);
+    if (shims.length > 0) {
+      throw new EnvironmentError(
+        `containers are still running (shim pids ${shims.join(', ')}); a copy of live overlays ` +
+          'is not a copy',
+        { hint: 'stop every pod on this node, then run ctrvol setup again' },
+      );
+    }
+  }
+
+  const beneath = getMountsBeneath(await readMountInfo(context.host), mountPoint);
+  if (beneath.length > 0) {
+    const where = beneath.map((entry) => entry.mountPoint).join(', ');
+    throw new EnvironmentError(`something is mounted beneath ${mountPoint}: ${where}`, {
+      hint: stopFirst,
+    });
+  }
+}

@@ -1,0 +1,37 @@
+import { isDeepStrictEqual } from 'node:util';
+import { writeState, type SetupState } from '../../state/state.js';
+import { act, getVolume } from '../context.js';
+import { alreadyDone, changed, type Step } from '../step.js';
+
+export const recordStep: Step = {
+  name: 'record',
+  async run(context, logger) {
+    const { device, signatures } = getVolume(context);
+    const { label, mountPoint, filesystem } = context.config.volume;
+    const previous = context.previous;
+    const sameVolume = previous?.uuid === signatures.uuid;
+    const state: SetupState = {
+      version: 1,
+      uuid: signatures.uuid ?? '',
+      device: device.path,
+      filesystem:
+        signatures.fsType === 'ext4' || signatures.fsType === 'xfs'
+          ? signatures.fsType
+          : filesystem,
+      label,
+      mountPoint,
+      setupAt: sameVolume && previous !== undefined ? previous.setupAt : new Date().toISOString(),
+      hiddenBytes: context.hiddenBytes ?? previous?.hiddenBytes ?? 0,
+    };
+    if (isDeepStrictEqual(state, previous)) {
+      return alreadyDone(`${context.paths.stateFile} is up to date`);
+    }
+
+    const what = state.uuid === '' ? 'the new UUID' : `UUID ${state.uuid}`;
+    await act(context, logger, `record ${what} in ${context.paths.stateFile}`, () =>
+      writeState(context.paths.stateFile, state),
+    );
+
+    return changed();
+  },
+};

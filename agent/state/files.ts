@@ -1,0 +1,51 @@
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Small JSON records that must survive a crash intact: written to a temporary file, synced,
+ * renamed into place, and the directory synced, so that after a power loss either the old or the
+ * new record is there and never half of one.
+ */
+export async function writeJsonDurably(file: string, value: unknown): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}.tmp`;
+  const handle = await open(temporary, 'w', 0o644);
+  try {
+    await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+
+  await rename(temporary, file);
+  await syncDir(path.dirname(file));
+}
+
+export async function readJson<T>(file: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      return undefined;
+    }
+
+    throw error;
+  }
+
+  return JSON.parse(text) as T;
+}
+
+export async function removeDurably(file: string): Promise<void> {
+  await rm(file, { force: true });
+  await syncDir(path.dirname(file)).catch(() => undefined);
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

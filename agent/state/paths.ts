@@ -1,0 +1,37 @@
+import path from 'node:path';
+
+/**
+ * Every system file ctrvol writes, below --root. Tests give each run its own root; production
+ * uses "/". Devices and the mount point are never prefixed: they are the machine's own.
+ */
+export interface Paths {
+  root: string;
+  stateDir: string;
+  stateFile: string;
+  /** Written before mkfs, so that a half-formatted device is recognised as ctrvol's own. */
+  formatIntentFile: string;
+  lockFile: string;
+  /** Where the volume is mounted while the old store is copied onto it. */
+  stagingDir: string;
+  systemdDir: string;
+}
+
+export function getPaths(root: string): Paths {
+  const under = (...parts: string[]) => path.join(root, ...parts);
+  const stateDir = under('var/lib/ctrvol');
+
+  return {
+    root,
+    stateDir,
+    stateFile: path.join(stateDir, 'state.json'),
+    formatIntentFile: path.join(stateDir, 'format-intent.json'),
+    lockFile: path.join(stateDir, 'setup.lock'),
+    stagingDir: under('run/ctrvol/staging'),
+    systemdDir: under('etc/systemd/system'),
+  };
+}
+
+/** Files ctrvol keeps at the top of the volume, outside what it copied there. */
+export const volumeMetaDir = '.ctrvol';
+export const preservedMarker = `${volumeMetaDir}/preserved.json`;
+export const copyStartedMarker = `${volumeMetaDir}/copy-started.json`;
