@@ -43,6 +43,7 @@ export async function setup(
     lock: undefined,
     volume: undefined,
     stoppedUnits: [],
+    source: undefined,
     hiddenBytes: undefined,
     plan: [],
   };

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { ConfigError } from '../errors.js';
 import { type Config, configSchema } from './schema.js';
 

@@ -12,7 +12,21 @@ import type { Runner } from '../exec.js';
  * find(1) and getfattr(1) walk the tree: a walk in Node would cost more than the whole of ctrvol's
  * own budget at boot on a store of tens of thousands of files, and Node has no xattr call.
  */
-export type Manifest = Map<string, string>;
+export type Manifest = Map<string, ManifestEntry>;
+
+export interface ManifestEntry {
+  type: string;
+  mode: string;
+  owner: string;
+  size: string;
+  mtime: string;
+  target: string;
+  /** The first path, in sort order, of the hard-link group this entry belongs to. */
+  link: string;
+  xattrs: string;
+  rdev: string;
+  sha256: string;
+}
 
 export interface ManifestOptions {
   /** Top-level names to leave out, such as ctrvol's own .ctrvol folder on the volume. */
@@ -34,13 +48,7 @@ export async function buildManifest(
   const isExcluded = (relative: string) => exclude.has(relative.split('/')[0] ?? '');
   const listing = await run.run('find', [dir, '-xdev', '-printf', findFormat]);
   const fields = listing.stdout.split('\0');
-  const entries: {
-    relative: string;
-    type: string;
-    record: string[];
-    inode: string;
-    links: number;
-  }[] = [];
+  const entries: { relative: string; inode: string; links: number; entry: ManifestEntry }[] = [];
   for (let index = 0; index + fieldCount <= fields.length; index += fieldCount) {
     const [type, mode, uid, gid, size, mtime, links, inode, target, relative] = fields.slice(
       index,
@@ -52,19 +60,19 @@ export async function buildManifest(
 
     // A directory's size is an artefact of its filesystem, not of its contents.
     const shownSize = type === 'd' ? '-' : size;
+    const entry = { type, mode, owner: `${uid}:${gid}`, size: shownSize, mtime, target };
     entries.push({
       relative,
-      type,
       inode,
       links: Number(links),
-      record: [type, mode, `${uid}:${gid}`, shownSize, mtime, target],
+      entry: { ...entry, link: '', xattrs: '', rdev: '', sha256: '' },
     });
   }
 
   // Inode numbers differ between filesystems; what must match is which paths share one.
   const groups = new Map<string, string>();
   for (const entry of entries) {
-    if (entry.type !== 'd' && entry.links > 1) {
+    if (entry.entry.type !== 'd' && entry.links > 1) {
       const first = groups.get(entry.inode);
       if (first === undefined || entry.relative < first) {
         groups.set(entry.inode, entry.relative);
@@ -74,26 +82,27 @@ export async function buildManifest(
 
   const xattrs = await listXattrNames(run, dir);
   const manifest: Manifest = new Map();
-  for (const entry of entries) {
-    const absolute = path.join(dir, entry.relative);
-    const extra = [
-      `link=${entry.type !== 'd' && entry.links > 1 ? groups.get(entry.inode) : ''}`,
-      `xattr=${xattrs.get(absolute) ?? ''}`,
-    ];
+  for (const { relative, inode, links, entry } of entries) {
+    const absolute = path.join(dir, relative);
+    entry.link = entry.type !== 'd' && links > 1 ? (groups.get(inode) ?? '') : '';
+    entry.xattrs = xattrs.get(absolute) ?? '';
     if (entry.type === 'c' || entry.type === 'b') {
-      const { rdev } = await lstat(absolute, { bigint: true });
-      extra.push(`rdev=${rdev}`);
+      entry.rdev = String((await lstat(absolute, { bigint: true })).rdev);
     }
 
     if (options.content === true && entry.type === 'f') {
-      extra.push(`sha256=${await hashFile(absolute)}`);
+      entry.sha256 = await hashFile(absolute);
     }
 
-    manifest.set(entry.relative, [...entry.record, ...extra].join(' '));
+    manifest.set(relative, entry);
   }
 
   return manifest;
 }
+
+// XFS keeps POSIX ACLs on disk as these trusted.* attributes and shows them beside the
+// system.posix_acl_* names; the ACL itself is compared through the system.* name.
+const filesystemShadows = new Set(['trusted.SGI_ACL_FILE', 'trusted.SGI_ACL_DEFAULT']);
 
 /** Each path's xattr names, sorted, as one string. getfattr -m - lists every namespace. */
 async function listXattrNames(run: Runner, dir: string): Promise<Map<string, string>> {
@@ -106,7 +115,7 @@ async function listXattrNames(run: Runner, dir: string): Promise<Map<string, str
     if (line.startsWith('# file: ')) {
       current = [];
       names.set(unescapeGetfattr(line.slice('# file: '.length)), current);
-    } else if (line !== '' && current !== undefined) {
+    } else if (line !== '' && current !== undefined && !filesystemShadows.has(line)) {
       current.push(line);
     }
   }
@@ -143,15 +152,22 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The differences between two manifests, as short lines for an error message. */
+/** The differences between two manifests, as short phrases for an error message. */
 export function compareManifests(source: Manifest, copy: Manifest): string[] {
   const differences: string[] = [];
-  for (const [relative, record] of source) {
+  for (const [relative, entry] of source) {
     const other = copy.get(relative);
     if (other === undefined) {
       differences.push(`missing: /${relative}`);
-    } else if (other !== record) {
-      differences.push(`differs: /${relative} (${record} → ${other})`);
+      continue;
+    }
+
+    const fields = (Object.keys(entry) as (keyof ManifestEntry)[]).filter(
+      (field) => entry[field] !== other[field],
+    );
+    if (fields.length > 0) {
+      const changes = fields.map((field) => `${field} "${entry[field]}" → "${other[field]}"`);
+      differences.push(`/${relative}: ${changes.join(', ')}`);
     }
   }
 

@@ -1,4 +1,4 @@
-import { statfs } from 'node:fs/promises';
+import { readdir, statfs } from 'node:fs/promises';
 import type { Runner } from '../exec.js';
 
 export interface TreeSize {
@@ -34,4 +34,19 @@ export async function getFreeSpace(dir: string): Promise<FreeSpace> {
 // on the old one, so the copy must fit with a margin.
 export function getNeededSpace(size: TreeSize): FreeSpace {
   return { bytes: Math.ceil(size.bytes * 1.05) + 32 * 1024 * 1024, inodes: size.inodes + 1024 };
+}
+
+/** What is at a directory on the root disk, or null when there is nothing there. */
+export async function measureSource(run: Runner, dir: string): Promise<TreeSize | null> {
+  const entries = await readdir(dir).catch(() => []);
+  return entries.length === 0 ? null : measureTree(run, dir);
+}
+
+/**
+ * Room a new filesystem leaves on a device, before it exists: xfs keeps its log and allocation
+ * groups, ext4 its journal and inode tables; 10 % covers both on any size ctrvol accepts. Only
+ * used to refuse early, before mkfs; the real free space is checked once the volume is mounted.
+ */
+export function estimateUsableBytes(deviceBytes: number): number {
+  return Math.floor(deviceBytes * 0.9);
 }

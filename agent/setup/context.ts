@@ -6,6 +6,7 @@ import type { HeldLock } from '../host/lock.js';
 import type { MountEntry } from '../host/mountinfo.js';
 import type { Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
+import { measureSource, type TreeSize } from '../preserve/space.js';
 import type { Paths } from '../state/paths.js';
 import type { SetupState } from '../state/state.js';
 
@@ -38,6 +39,8 @@ export interface SetupContext {
   volume: Volume | undefined;
   /** Units stopped by this run, to be started again at the end (or after a failure). */
   stoppedUnits: string[];
+  /** What lies at the mount point on the root disk, measured once; null when nothing does. */
+  source: TreeSize | null | undefined;
   /** Bytes of the old store left under the mount point, as the preserve step measured them. */
   hiddenBytes: number | undefined;
   /** What a dry run would have done, in order. */
@@ -71,4 +74,10 @@ export async function act(
 
   logger.info(description);
   await action();
+}
+
+/** The size of the old store at the mount point, measured once per run (after quiesce). */
+export async function getSourceSize(context: SetupContext): Promise<TreeSize | null> {
+  context.source ??= await measureSource(context.run, context.config.volume.mountPoint);
+  return context.source;
 }

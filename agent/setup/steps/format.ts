@@ -1,9 +1,12 @@
 import type { Filesystem } from '../../config/schema.js';
-import { StepError } from '../../errors.js';
+import { EnvironmentError, StepError } from '../../errors.js';
 import type { BlockDevice } from '../../host/block.js';
 import { probeSignatures } from '../../host/signatures.js';
 import { removeDurably, writeJsonDurably } from '../../state/files.js';
-import { act, getVolume } from '../context.js';
+import { estimateUsableBytes, getNeededSpace } from '../../preserve/space.js';
+import { formatBytes } from '../../text.js';
+import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
+import { tooSmallHint } from './preserve.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 /** Written under /var/lib/ctrvol before mkfs starts, and removed once the new filesystem probes. */
@@ -49,6 +52,7 @@ export const formatStep: Step = {
       filesystem,
       startedAt: new Date().toISOString(),
     };
+    await checkRoomForSource(context, device);
     const [command, ...args] = getMkfsCommand(filesystem, label, device.path) as [string];
     await act(
       context,
@@ -83,3 +87,22 @@ export const formatStep: Step = {
     );
   },
 };
+
+/** A device far too small for the old store is refused before mkfs, so it stays blank. */
+async function checkRoomForSource(context: SetupContext, device: BlockDevice): Promise<void> {
+  const source = context.config.volume.preserve ? await getSourceSize(context) : null;
+  if (source === null) {
+    return;
+  }
+
+  const needed = getNeededSpace(source).bytes;
+  const usable = estimateUsableBytes(device.sizeBytes);
+  if (needed > usable) {
+    throw new EnvironmentError(
+      `${device.path} is too small for ${context.config.volume.mountPoint}: it needs ` +
+        `${formatBytes(needed)}, a ${formatBytes(device.sizeBytes)} device holds about ` +
+        formatBytes(usable),
+      { hint: tooSmallHint },
+    );
+  }
+}

@@ -5,11 +5,11 @@ import { EnvironmentError, StepError } from '../../errors.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import type { Logger } from '../../log/logger.js';
 import { buildManifest, compareManifests } from '../../preserve/manifest.js';
-import { getFreeSpace, getNeededSpace, measureTree, type TreeSize } from '../../preserve/space.js';
+import { getFreeSpace, getNeededSpace } from '../../preserve/space.js';
 import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
 import { copyStartedMarker, preservedMarker, volumeMetaDir } from '../../state/paths.js';
 import { formatBytes } from '../../text.js';
-import { act, getVolume, type SetupContext } from '../context.js';
+import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { isMountedAtMountPoint } from './quiesce.js';
 
@@ -36,8 +36,8 @@ export const preserveStep: Step = {
 
     const staging = context.paths.stagingDir;
     if (context.dryRun) {
-      const source = await measureSource(context, mountPoint);
-      const what = source === undefined ? 'nothing' : formatBytes(source.bytes);
+      const source = await getSourceSize(context);
+      const what = source === null ? 'nothing' : formatBytes(source.bytes);
       const unless =
         getVolume(context).formatReason === undefined ? ' unless the volume has it' : '';
       await act(context, logger, `copy ${what} from ${mountPoint} onto the volume${unless}`, noop);
@@ -63,6 +63,9 @@ export const preserveStep: Step = {
 
 const noop = async () => undefined;
 
+export const tooSmallHint =
+  'attach a larger volume; nothing was copied and the original is untouched';
+
 function getHiddenBytes(record: PreservedRecord | undefined): number | undefined {
   return record === undefined ? undefined : record.reclaimed ? 0 : record.bytes;
 }
@@ -84,7 +87,7 @@ async function mountStaging(context: SetupContext, logger: Logger): Promise<void
 async function copyOnce(context: SetupContext, logger: Logger): Promise<PreservedRecord> {
   const { mountPoint, preserve, reclaimRootCopy } = context.config.volume;
   const staging = context.paths.stagingDir;
-  const source = await measureSource(context, mountPoint);
+  const source = await getSourceSize(context);
   const base = {
     at: '',
     source: mountPoint,
@@ -92,7 +95,7 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
     inodes: source?.inodes ?? 0,
   };
 
-  if (!preserve || source === undefined) {
+  if (!preserve || source === null) {
     const verified = preserve ? 'nothing to copy' : 'preserve: false';
     logger.info(
       preserve ? `${mountPoint} is empty` : 'preserve is off: the old store is not copied',
@@ -107,7 +110,7 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
     throw new EnvironmentError(
       `the volume is too small for ${mountPoint}: it needs ${formatBytes(needed.bytes)} and ` +
         `${needed.inodes} inodes, it has ${formatBytes(free.bytes)} and ${free.inodes} free`,
-      { hint: 'attach a larger volume; nothing was copied and the original is untouched' },
+      { hint: tooSmallHint },
     );
   }
 
@@ -161,12 +164,6 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   }
 
   return record;
-}
-
-/** What is at the mount point on the root disk, or undefined when there is nothing there. */
-async function measureSource(context: SetupContext, dir: string): Promise<TreeSize | undefined> {
-  const entries = await readdir(dir).catch(() => []);
-  return entries.length === 0 ? undefined : measureTree(context.run, dir);
 }
 
 /**

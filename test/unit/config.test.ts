@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseConfig } from '../../agent/config/load.js';
+
+describe('the config', () => {
+  test('fills every default from a config that names only the device', () => {
+    const config = parseConfig('volume:\n  device: /dev/xvdb\n');
+
+    assert.deepEqual(config, {
+      volume: {
+        device: '/dev/xvdb',
+        filesystem: 'xfs',
+        label: 'ctrvol',
+        mountPoint: '/var/lib/containerd',
+        mountOptions: ['defaults', 'noatime'],
+        preserve: true,
+        reclaimRootCopy: false,
+        waitSeconds: 120,
+      },
+      onFailure: 'block',
+      containerd: { socket: '/run/containerd/containerd.sock' },
+    });
+  });
+
+  // Each bad value gives one line that names the key, the value received and what is allowed.
+  const rejections: [string, string][] = [
+    [
+      'volume: {device: /dev/xvdb, filesystem: btrfs}',
+      'config: volume.filesystem: got "btrfs"; allowed: "xfs" | "ext4"',
+    ],
+    [
+      'volume: {device: xvdb}',
+      'config: volume.device: got "xvdb"; allowed: a block device path under /dev',
+    ],
+    ['{}', 'config: volume: got nothing; allowed: a mapping of keys'],
+    [
+      'volume: {device: /dev/xvdb, label: thirteenchars}',
+      'config: volume.label: got "thirteenchars"; allowed: at most 12 characters for xfs',
+    ],
+    [
+      'volume: {device: /dev/xvdb, filesystem: ext4, label: seventeen-chars-x}',
+      'config: volume.label: got "seventeen-chars-x"; allowed: at most 16 characters for ext4',
+    ],
+    [
+      'volume: {device: /dev/xvdb, label: "a b"}',
+      'config: volume.label: got "a b"; allowed: letters, digits, "_", "." and "-"',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountPoint: var/lib/containerd}',
+      'config: volume.mountPoint: got "var/lib/containerd"; allowed: an absolute, normalised path',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountPoint: /}',
+      'config: volume.mountPoint: got "/"; allowed: a directory other than /',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountOptions: [ro]}',
+      'config: volume.mountOptions.0: got "ro"; allowed: options that leave the volume writable ' +
+        '(containerd writes to it)',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountOptions: "noatime"}',
+      'config: volume.mountOptions: got "noatime"; allowed: a list',
+    ],
+    [
+      'volume: {device: /dev/xvdb, preserve: "yes"}',
+      'config: volume.preserve: got "yes"; allowed: true or false',
+    ],
+    [
+      'volume: {device: /dev/xvdb, waitSeconds: -1}',
+      'config: volume.waitSeconds: got -1; allowed: a value of at least 0',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\nonFailure: ignore',
+      'config: onFailure: got "ignore"; allowed: "block" | "rootDisk"',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountpoint: /x}',
+      'config: volume.mountpoint: unknown key; check the spelling',
+    ],
+  ];
+
+  for (const [yaml, message] of rejections) {
+    test(`rejects ${yaml.replace(/\n/g, ' ')} with exit code 2`, () => {
+      assert.throws(() => parseConfig(yaml), { message, exitCode: 2 });
+    });
+  }
+
+  test('rejects YAML that does not parse, in one line', () => {
+    assert.throws(
+      () => parseConfig('volume: [\n'),
+      (error: Error) => {
+        assert.match(error.message, /^config( line \d+)?: not valid YAML: /);
+        assert.equal(error.message.includes('\n'), false);
+        return true;
+      },
+    );
+  });
+});
