@@ -15,6 +15,11 @@ export interface Rig {
   mountPoint: string;
   device: LoopDevice;
   configFile: string;
+  /**
+   * Cleanup that must run before the rig's own: a containerd on the volume has to stop before
+   * the volume can be unmounted. Runs newest first.
+   */
+  defer(cleanup: () => Promise<unknown>): void;
   writeConfig(yaml: string): Promise<void>;
   setup(...args: string[]): Promise<CtrvolResult>;
   /** Starts a setup run without waiting, for kill -9 tests. */
@@ -52,8 +57,15 @@ export async function makeRig(
     await temp.cleanup();
     throw error;
   });
-  // The device first (it unmounts its own mounts), then the directory with anything left in it.
+  // node:test runs after-hooks in the order they were added, so the rig keeps its own stack:
+  // the test's cleanups newest first, then the device (it unmounts its own mounts), then the
+  // directory with anything left in it.
+  const deferred: (() => Promise<unknown>)[] = [];
   t.after(async () => {
+    for (const cleanup of deferred.reverse()) {
+      await cleanup();
+    }
+
     await device.detach();
     await temp.cleanup();
   });
@@ -79,6 +91,7 @@ export async function makeRig(
     mountPoint,
     device,
     configFile,
+    defer: (cleanup) => deferred.push(cleanup),
     writeConfig: (yaml) => writeFile(configFile, yaml),
     setup: (...args) => run(['setup', '--root', root, ...args]),
     spawnSetup: (env) =>

@@ -136,7 +136,7 @@ describe('ctrvol setup on a blank loop device', () => {
       dir: rig.dir,
       name: 'other.img',
     });
-    t.after(other.detach);
+    rig.defer(other.detach);
     const config = (await readFile(rig.configFile, 'utf8')).replace(rig.device.path, other.path);
     await rig.writeConfig(config);
 

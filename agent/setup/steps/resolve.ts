@@ -186,11 +186,11 @@ function describeSignatures(signatures: Signatures): string {
   const { fsType, label, uuid, partitionTable, all } = signatures;
   if (fsType !== undefined) {
     const named = label === undefined ? 'no label' : `label "${label}"`;
-    return `a ${fsType} filesystem (${named}, UUID ${uuid ?? 'none'})`;
+    return `a filesystem: ${fsType}, ${named}, UUID ${uuid ?? 'none'}`;
   }
 
   if (partitionTable !== undefined) {
-    return `a ${partitionTable} partition table`;
+    return `a partition table: ${partitionTable}`;
   }
 
   return `signatures of ${all.join(', ')}`;

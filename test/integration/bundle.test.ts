@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { execa } from 'execa';
+import { makeTempDir } from '../helpers/temp.js';
+import { ctrvolBinary } from './rig.js';
+
+describe('the single-file build', () => {
+  test('is executable, starts with a node shebang, and runs with no node_modules beside it', async (t) => {
+    const temp = await makeTempDir('ctrvol-bundle');
+    t.after(temp.cleanup);
+    const alone = path.join(temp.path, 'ctrvol');
+    await copyFile(ctrvolBinary, alone);
+    await execa('chmod', ['755', alone]);
+    const { version } = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
+
+    const head = (await readFile(alone, 'utf8')).split('\n')[0];
+    const versionRun = await execa(alone, ['--version'], { cwd: temp.path, reject: false });
+    const helpRun = await execa(alone, ['--help'], { cwd: temp.path, reject: false });
+    const statusRun = await execa(alone, ['status', '--root', temp.path], { reject: false });
+
+    assert.equal(head, '#!/usr/bin/env node');
+    assert.ok(((await stat(ctrvolBinary)).mode & 0o111) !== 0, 'dist/ctrvol.cjs is executable');
+    assert.equal(versionRun.stdout, `ctrvol ${version}`);
+    assert.equal(helpRun.exitCode, 0);
+    assert.match(helpRun.stdout, /Exit codes:/);
+    assert.equal(statusRun.exitCode, 0, statusRun.stderr);
+    assert.match(statusRun.stdout, /not set up on this machine/);
+  });
+
+  const usage: [string[], RegExp][] = [
+    [['frobnicate'], /^ctrvol: unknown command "frobnicate"; see ctrvol --help$/],
+    [['setup', '--bogus'], /^ctrvol: Unknown option '--bogus'.*; see ctrvol --help$/],
+    [
+      ['setup', '--verify', 'sometimes'],
+      /^ctrvol: --verify: got "sometimes"; allowed: metadata \| content$/,
+    ],
+    [['status', '--log-format', 'xml'], /^ctrvol: --log-format: got "xml"; allowed: text \| json$/],
+    [
+      ['setup', '--root', 'relative'],
+      /^ctrvol: --root: got "relative"; allowed: an absolute path$/,
+    ],
+    [[], /Usage: ctrvol <command>/],
+  ];
+
+  for (const [args, message] of usage) {
+    test(`answers "ctrvol ${args.join(' ')}" with exit code 2 and one clear line`, async () => {
+      const result = await execa('node', [ctrvolBinary, ...args], { reject: false });
+
+      assert.equal(result.exitCode, 2);
+      assert.match(args.length === 0 ? result.stdout : result.stderr.trim(), message);
+    });
+  }
+
+  test('reports a missing config file with exit code 2, naming the file', async (t) => {
+    const temp = await makeTempDir('ctrvol-bundle');
+    t.after(temp.cleanup);
+    const missing = path.join(temp.path, 'nope.yaml');
+
+    const result = await execa('node', [ctrvolBinary, 'setup', '--config', missing], {
+      reject: false,
+    });
+
+    assert.equal(result.exitCode, 2);
+    assert.equal(
+      result.stderr.trim(),
+      `ctrvol: config ${missing}: no such file; pass --config FILE`,
+    );
+  });
+
+  test('writes JSON log lines with --log-format json', async (t) => {
+    const temp = await makeTempDir('ctrvol-bundle');
+    t.after(temp.cleanup);
+    const config = path.join(temp.path, 'config.yaml');
+    await writeFile(config, 'volume:\n  device: /dev/ctrvol-test-absent\n  waitSeconds: 0\n');
+
+    const result = await execa(
+      'node',
+      [ctrvolBinary, 'setup', '--config', config, '--root', temp.path, '--log-format', 'json'],
+      { reject: false },
+    );
+
+    assert.equal(result.exitCode, 3);
+    const records = result.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { step?: string; level: number; msg: string });
+    const failed = records.find((record) => record.level === 50);
+    assert.equal(failed?.step, 'resolve');
+    assert.match(failed?.msg ?? '', /no such device/);
+  });
+});

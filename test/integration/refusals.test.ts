@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { execa } from 'execa';
+import { startContainerd } from '../helpers/containerd.js';
+import { treeChecksum } from '../helpers/store.js';
+import { makeRig, mountedAt, probe, type Rig } from './rig.js';
+
+async function hashDevice(devicePath: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(devicePath)) {
+    hash.update(chunk as Buffer);
+  }
+
+  return hash.digest('hex');
+}
+
+/** Everything a refused run must leave exactly as it was. */
+async function snapshot(rig: Rig) {
+  return {
+    device: await hashDevice(rig.device.path),
+    store: await treeChecksum(rig.mountPoint),
+    mounted: await mountedAt(rig.mountPoint),
+    state: existsSync(path.join(rig.root, 'var/lib/ctrvol/state.json')),
+    dropIn: existsSync(path.join(rig.root, 'etc/systemd/system/containerd.service.d')),
+  };
+}
+
+async function fillStore(rig: Rig, bytes = 1 << 20): Promise<void> {
+  await mkdir(path.join(rig.mountPoint, 'io.containerd.content.v1.content'), { recursive: true });
+  await writeFile(
+    path.join(rig.mountPoint, 'io.containerd.content.v1.content/blob'),
+    Buffer.alloc(bytes, 3),
+  );
+}
+
+async function assertRefused(
+  rig: Rig,
+  exitCode: number,
+  message: RegExp,
+  extraArgs: string[] = [],
+) {
+  await fillStore(rig);
+  const before = await snapshot(rig);
+
+  const result = await rig.setup(...extraArgs);
+
+  assert.equal(result.exitCode, exitCode, result.stderr);
+  const lastLine = result.stderr.trim().split('\n').at(-1) ?? '';
+  assert.match(lastLine, /^ctrvol: /);
+  assert.match(lastLine, message);
+  assert.deepEqual(await snapshot(rig), before);
+}
+
+describe('ctrvol setup refuses, changing nothing', () => {
+  test('a device with a foreign filesystem, with exit code 3', async (t) => {
+    const rig = await makeRig(t);
+    await execa('mkfs.ext4', ['-q', '-L', 'data', rig.device.path]);
+
+    await assertRefused(
+      rig,
+      3,
+      /carries a filesystem: ext4, label "data", UUID [-0-9a-f]+; ctrvol formats only blank devices/,
+    );
+  });
+
+  test("an xfs filesystem without ctrvol's label, even with the right type", async (t) => {
+    const rig = await makeRig(t);
+    await execa('mkfs.xfs', ['-q', rig.device.path]);
+
+    await assertRefused(rig, 3, /carries a filesystem: xfs, no label/);
+  });
+
+  test("a device that is mounted somewhere else, even one with ctrvol's label", async (t) => {
+    const rig = await makeRig(t);
+    await execa('mkfs.xfs', ['-q', '-L', 'ctrvol', rig.device.path]);
+    const elsewhere = path.join(rig.dir, 'elsewhere');
+    await mkdir(elsewhere);
+    await execa('mount', [rig.device.path, elsewhere]);
+    rig.defer(() => execa('umount', [elsewhere], { reject: false }));
+
+    await fillStore(rig);
+    const store = await treeChecksum(rig.mountPoint);
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`is mounted at ${elsewhere}; ctrvol only mounts it itself`),
+    );
+    assert.equal(await mountedAt(elsewhere), rig.device.path);
+    assert.equal(await mountedAt(rig.mountPoint), undefined);
+    assert.equal(await treeChecksum(rig.mountPoint), store);
+  });
+
+  test('a device with a partition table and partitions', async (t) => {
+    const rig = await makeRig(t);
+    // One Linux partition in a DOS table, then a partition scan so that the kernel (and sysfs)
+    // knows the partition, as it would on a real disk.
+    const mbr = Buffer.alloc(512);
+    mbr.writeUInt8(0x83, 0x1be + 4);
+    mbr.writeUInt32LE(2048, 0x1be + 8);
+    mbr.writeUInt32LE(4096, 0x1be + 12);
+    mbr.writeUInt16LE(0xaa55, 0x1fe);
+    const handle = await open(rig.device.path, 'r+');
+    await handle.write(mbr, 0, 512, 0);
+    await handle.close();
+    await execa('partx', ['--add', rig.device.path]);
+    rig.defer(() => execa('partx', ['--delete', rig.device.path], { reject: false }));
+    const name = path.basename(rig.device.path);
+    assert.ok(existsSync(`/sys/class/block/${name}/${name}p1`), 'the kernel saw the partition');
+
+    await assertRefused(rig, 3, /has partitions \(loop\d+p1\); ctrvol uses whole, blank disks/);
+  });
+
+  test('a volume too small for the store, before mkfs, so the device stays blank', async (t) => {
+    const rig = await makeRig(t, { sizeBytes: 64 * 1024 * 1024, filesystem: 'ext4' });
+    await execa('fallocate', ['-l', '100M', path.join(rig.mountPoint, 'big-layer')]);
+
+    await assertRefused(rig, 3, /too small for .*: it needs .*attach a larger volume/);
+    assert.deepEqual(await probe(rig.device.path), {});
+  });
+
+  test("xfs on a device below xfs's 300 MB minimum, as a config error with exit code 2", async (t) => {
+    const rig = await makeRig(t, { sizeBytes: 200 * 1024 * 1024 });
+
+    await assertRefused(
+      rig,
+      2,
+      /volume\.filesystem: got "xfs" for \/dev\/loop\d+ of 200\.0 MiB; allowed: "xfs" on 300 MB or more, "ext4" below that/,
+    );
+  });
+
+  test('a bad config, with exit code 2 and one line naming the key, the value and what is allowed', async (t) => {
+    const rig = await makeRig(t);
+    await rig.writeConfig(`volume:\n  device: ${rig.device.path}\n  filesystem: zfs\n`);
+
+    await assertRefused(
+      rig,
+      2,
+      /^ctrvol: .*config\.yaml: volume\.filesystem: got "zfs"; allowed: "xfs" \| "ext4"$/,
+    );
+  });
+
+  test('a device that does not exist, with exit code 3', async (t) => {
+    const rig = await makeRig(t);
+    const config = await readFile(rig.configFile, 'utf8');
+    await rig.writeConfig(config.replace(rig.device.path, '/dev/ctrvol-test-absent'));
+
+    await assertRefused(rig, 3, /\/dev\/ctrvol-test-absent: no such device after waiting 0 s/);
+  });
+
+  test('a store that a live containerd is using, with exit code 3', async (t) => {
+    const rig = await makeRig(t);
+    await fillStore(rig);
+    const containerd = await startContainerd({
+      root: rig.mountPoint,
+      state: path.join(rig.dir, 'state'),
+      dir: path.join(rig.dir, 'ctrd'),
+    });
+    rig.defer(() => containerd.stop());
+    const config = await readFile(rig.configFile, 'utf8');
+    await rig.writeConfig(config.replace(/socket: .*/, `socket: ${containerd.socket}`));
+    const device = await hashDevice(rig.device.path);
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(result.stderr, /containerd is running on .*stop containerd and the kubelet/);
+    assert.equal(await hashDevice(rig.device.path), device);
+  });
+});
+
+describe('ctrvol setup on a device that only looks used', () => {
+  test('formats a device whose only signature is a false Atari partition table', async (t) => {
+    const rig = await makeRig(t);
+    // The shape random data takes about once in 1,800 fresh encrypted volumes: a root sector
+    // whose first primary entry is "active" with an alphanumeric id inside the disk.
+    const sector = Buffer.alloc(512);
+    sector.writeUInt32BE(512 * 2048, 0x1c2);
+    sector.writeUInt8(1, 0x1c6);
+    sector.write('BGM', 0x1c7, 'latin1');
+    sector.writeUInt32BE(10, 0x1ca);
+    sector.writeUInt32BE(100, 0x1ce);
+    const handle = await open(rig.device.path, 'r+');
+    await handle.write(sector, 0, 512, 0);
+    await handle.close();
+    assert.equal((await probe(rig.device.path)).PTTYPE, 'atari');
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    const found = await probe(rig.device.path);
+    assert.equal(found.TYPE, 'xfs');
+    assert.equal(found.PTTYPE, undefined);
+    assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
+  });
+});
