@@ -96,6 +96,10 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
   const refuse = (why: string, hint?: string) =>
     new EnvironmentError(`${device.path} ${why}`, hint === undefined ? {} : { hint });
 
+  if (device.sizeBytes === 0) {
+    throw refuse('has no capacity (0 bytes); is the medium attached?');
+  }
+
   const rootNames = await getRootDeviceNames(host);
   if ([...names].some((name) => rootNames.has(name))) {
     throw refuse('holds the root filesystem; ctrvol never touches the root disk');
