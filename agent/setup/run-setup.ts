@@ -38,7 +38,7 @@ export async function runSetup(
 async function runStep(context: SetupContext, step: Step, summary: SetupSummary): Promise<void> {
   const logger = context.logger.child({ step: step.name });
   const started = performance.now();
-  logger.debug('started');
+  logger.info('started');
   try {
     const planned = context.plan.length;
     const outcome = await step.run(context, logger);
