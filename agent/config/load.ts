@@ -52,8 +52,15 @@ function getIssueLine(issues: z.core.$ZodIssue[], raw: unknown, source: string):
     return `${source}: ${where}${issue.keys.join(', ')}: unknown key; check the spelling${more}`;
   }
 
-  const value = getAt(raw, issue.path);
-  const got = value === undefined ? 'nothing' : JSON.stringify(value);
+  // A cross-field check can fail on a value the file left to its default; say so.
+  const given = getAt(raw, issue.path);
+  const input = (issue as { params?: { input?: unknown } }).params?.input;
+  const got =
+    given !== undefined
+      ? JSON.stringify(given)
+      : input !== undefined
+        ? `${JSON.stringify(input)} (the default)`
+        : 'nothing';
 
   return `${source}: ${key}: got ${got}; allowed: ${getAllowed(issue)}${more}`;
 }

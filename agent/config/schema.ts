@@ -61,23 +61,64 @@ const volumeSchema = z
         context.addIssue({
           code: 'custom',
           path: ['label'],
-          input: volume.label,
+          params: { input: volume.label },
           message: `at most ${limit} characters for ${volume.filesystem}`,
         });
       }
     }),
   );
 
-const defaultSocket = '/run/containerd/containerd.sock';
+const containerdDefaults = {
+  socket: '/run/containerd/containerd.sock',
+  config: '/etc/containerd/config.toml',
+  sandboxImageArchive: '/etc/eks/pause.tar',
+};
 
+// The namespace is not configurable: k8s.io is the only one CRI reads.
 const containerdSchema = z.strictObject({
-  socket: z._default(absolutePath, defaultSocket),
+  socket: z._default(absolutePath, containerdDefaults.socket),
+  config: z._default(absolutePath, containerdDefaults.config),
+  sandboxImageArchive: z._default(absolutePath, containerdDefaults.sandboxImageArchive),
 });
+
+const percent = z.number().check(z.minimum(1), z.maximum(99));
+
+// highPercent sits below the kubelet's image GC (85 %) and its imagefs eviction (15 % free), so
+// that ctrvol frees space before the kubelet starts evicting pods.
+const pruneDefaults = {
+  enabled: true,
+  highPercent: 80,
+  lowPercent: 70,
+  minAgeSeconds: 300,
+  keep: [] as string[],
+};
+
+const pruneSchema = z
+  .strictObject({
+    enabled: z._default(z.boolean(), pruneDefaults.enabled),
+    highPercent: z._default(percent, pruneDefaults.highPercent),
+    lowPercent: z._default(percent, pruneDefaults.lowPercent),
+    minAgeSeconds: z._default(z.int().check(z.minimum(0)), pruneDefaults.minAgeSeconds),
+    keep: z._default(z.array(z.string().check(z.minLength(1))), pruneDefaults.keep),
+  })
+  .check(
+    z.superRefine((prune, context) => {
+      if (prune.lowPercent >= prune.highPercent) {
+        context.addIssue({
+          code: 'custom',
+          path: ['lowPercent'],
+          params: { input: prune.lowPercent },
+          message: `a value below prune.highPercent (${prune.highPercent})`,
+        });
+      }
+    }),
+  );
 
 export const configSchema = z.strictObject({
   volume: volumeSchema,
   onFailure: z._default(z.enum(['block', 'rootDisk']), 'block'),
-  containerd: z._default(containerdSchema, { socket: defaultSocket }),
+  containerd: z._default(containerdSchema, containerdDefaults),
+  prune: z._default(pruneSchema, pruneDefaults),
 });
 
 export type Config = z.infer<typeof configSchema>;

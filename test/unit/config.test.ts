@@ -18,7 +18,12 @@ describe('the config', () => {
         waitSeconds: 120,
       },
       onFailure: 'block',
-      containerd: { socket: '/run/containerd/containerd.sock' },
+      containerd: {
+        socket: '/run/containerd/containerd.sock',
+        config: '/etc/containerd/config.toml',
+        sandboxImageArchive: '/etc/eks/pause.tar',
+      },
+      prune: { enabled: true, highPercent: 80, lowPercent: 70, minAgeSeconds: 300, keep: [] },
     });
   });
 
@@ -73,6 +78,18 @@ describe('the config', () => {
     [
       'volume: {device: /dev/xvdb}\nonFailure: ignore',
       'config: onFailure: got "ignore"; allowed: "block" | "rootDisk"',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\nprune: {highPercent: 60}',
+      'config: prune.lowPercent: got 70 (the default); allowed: a value below prune.highPercent (60)',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\nprune: {highPercent: 100}',
+      'config: prune.highPercent: got 100; allowed: a value of at most 99',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\ncontainerd: {namespace: default}',
+      'config: containerd.namespace: unknown key; check the spelling',
     ],
     [
       'volume: {device: /dev/xvdb, mountpoint: /x}',
