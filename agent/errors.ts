@@ -26,7 +26,13 @@ interface CtrvolErrorOptions {
   hint?: string;
 }
 
+// The CRI client is compiled from a second bundle embedded in the first (see scripts/build.mjs),
+// with its own copy of these classes, so errors are recognised by a registered symbol rather
+// than by instanceof.
+const brand = Symbol.for('ctrvol.error');
+
 export class CtrvolError extends Error {
+  readonly [brand] = true;
   readonly exitCode: ExitCodeValue;
   step: string | undefined;
   readonly hint: string | undefined;
@@ -69,7 +75,12 @@ export class StepError extends CtrvolError {
 }
 
 export function isCtrvolError(error: unknown): error is CtrvolError {
-  return error instanceof CtrvolError;
+  return typeof error === 'object' && error !== null && brand in error;
+}
+
+/** The machine is not in a state to act on: containerd not answering, a device missing… */
+export function isEnvironmentError(error: unknown): error is EnvironmentError {
+  return isCtrvolError(error) && error.exitCode === ExitCode.environment;
 }
 
 /** The one line an operator sees for an error, with the step it failed in. */

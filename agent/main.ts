@@ -3,6 +3,8 @@ import { parseCommandLine, type ParsedCommand } from './cli/args.js';
 import { helpText } from './cli/help.js';
 import { ExitCode, getErrorLine, isCtrvolError } from './errors.js';
 import type { Logger } from './log/logger.js';
+
+type Commands = typeof import('./commands/index.js');
 import { version } from './version.js';
 
 /**
@@ -28,13 +30,13 @@ async function main(argv: readonly string[]): Promise<number> {
     return parsed.help ? ExitCode.ok : ExitCode.usage;
   }
 
-  const { createLogger } = await import('./log/logger.js');
-  const logger = createLogger({
+  const commands = await import('./commands/index.js');
+  const logger = commands.createLogger({
     format: parsed.common.logFormat,
     level: parsed.common.verbose ? 'debug' : (process.env.CTRVOL_LOG_LEVEL ?? 'info'),
   });
   try {
-    print(await runCommand(parsed, logger));
+    print(await runCommand(commands, parsed, logger));
     return ExitCode.ok;
   } catch (error) {
     logger.debug({ err: error }, 'command failed');
@@ -42,12 +44,15 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-async function runCommand(parsed: ParsedCommand, logger: Logger): Promise<string> {
+async function runCommand(
+  commands: Commands,
+  parsed: ParsedCommand,
+  logger: Logger,
+): Promise<string> {
   const { common, values } = parsed;
   switch (parsed.command) {
     case 'setup': {
-      const { setup } = await import('./commands/setup.js');
-      return setup(
+      return commands.setup(
         common,
         { dryRun: values['dry-run'] === true, verify: values.verify as string | undefined },
         logger,
@@ -55,9 +60,25 @@ async function runCommand(parsed: ParsedCommand, logger: Logger): Promise<string
     }
 
     case 'status': {
-      const { getStatus, formatStatus } = await import('./commands/status.js');
-      const report = await getStatus(common);
-      return values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report);
+      const report = await commands.getStatus(common);
+      return values.json === true
+        ? `${JSON.stringify(report, null, 2)}\n`
+        : commands.formatStatus(report);
+    }
+
+    case 'verify': {
+      return commands.verify(common, logger);
+    }
+
+    case 'prune': {
+      return commands.prune(
+        common,
+        {
+          dryRun: values['dry-run'] === true,
+          targetPercent: values['target-percent'] as string | undefined,
+        },
+        logger,
+      );
     }
 
     default:

@@ -36,6 +36,11 @@ export const commandFlags = {
   status: {
     json: { type: 'boolean' },
   },
+  verify: {},
+  prune: {
+    'dry-run': { type: 'boolean' },
+    'target-percent': { type: 'string' },
+  },
 } as const;
 
 export type CommandName = keyof typeof commandFlags;

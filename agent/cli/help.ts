@@ -5,6 +5,9 @@ Usage: ctrvol <command> [options]
 Commands:
   setup     find, format (only if blank), fill and mount the containerd volume
   status    what was set up, from which device, and how full it is
+  verify    after containerd starts: its sandbox image is there and pinned, or is
+            imported from containerd.sandboxImageArchive and pinned
+  prune     remove unused images, least recently used first, down to a target
 
 Options for every command:
   --config FILE        config file (default: /etc/ctrvol/config.yaml, below --root)
@@ -20,6 +23,10 @@ setup:
 
 status:
   --json               machine-readable output
+
+prune:
+  --dry-run            print the ordered plan and what is kept, and why; change nothing
+  --target-percent N   usage to prune down to (default: prune.lowPercent)
 
 Exit codes:
   0  ok

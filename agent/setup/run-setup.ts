@@ -1,4 +1,4 @@
-import { CtrvolError, StepError } from '../errors.js';
+import { isCtrvolError, StepError } from '../errors.js';
 import { formatMs } from '../text.js';
 import type { SetupContext } from './context.js';
 import { startStopped } from './steps/start.js';
@@ -57,8 +57,7 @@ async function runStep(context: SetupContext, step: Step, summary: SetupSummary)
       logger.info(`finished in ${took}${detail}`);
     }
   } catch (error) {
-    const failure =
-      error instanceof CtrvolError ? error : new StepError(String(error), { cause: error });
+    const failure = isCtrvolError(error) ? error : new StepError(String(error), { cause: error });
     failure.step ??= step.name;
     logger.error(`failed after ${formatMs(performance.now() - started)}: ${failure.message}`);
     throw failure;
