@@ -17,6 +17,13 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Package that provides the tool, named in the error when it is missing. */
   packageHint?: string;
+  /**
+   * latin1 maps every byte to one character and back, so file names that are not UTF-8 come
+   * through intact (and can be turned back into the same bytes with Buffer.from(name, 'latin1')).
+   */
+  encoding?: 'utf8' | 'latin1';
+  /** For listings of a whole store: more than execa's 100 MB default. */
+  maxBuffer?: number;
 }
 
 export interface RunResult {
@@ -47,6 +54,8 @@ export function createRunner(logger: Logger): Runner {
       stripFinalNewline: false,
       ...(options.input === undefined ? { stdin: 'ignore' } : { input: options.input }),
       timeout: options.timeoutMs,
+      encoding: options.encoding ?? 'utf8',
+      maxBuffer: options.maxBuffer ?? 100_000_000,
       env: { LC_ALL: 'C', ...options.env },
     });
     const durationMs = performance.now() - started;
@@ -60,15 +69,17 @@ export function createRunner(logger: Logger): Runner {
         throw new EnvironmentError(`required tool not found: ${file}${from}`, { cause });
       }
 
-      const why = result.timedOut ? `timed out after ${options.timeoutMs} ms` : result.message;
-      throw new StepError(`${command}: ${why}`, { cause: result });
+      const why = result.timedOut
+        ? `timed out after ${options.timeoutMs} ms`
+        : clip(result.shortMessage ?? result.message ?? 'failed');
+      throw new StepError(`${clip(command)}: ${why}`, { cause: result });
     }
 
     const exitCode = result.exitCode ?? 0;
     logger.debug({ exitCode, ms: Math.round(durationMs) }, `ran ${file}`);
     if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
-      const stderr = String(result.stderr).trim().split('\n').slice(-3).join(' / ');
-      throw new StepError(`${command} exited ${exitCode}${stderr ? `: ${stderr}` : ''}`, {
+      const stderr = clip(String(result.stderr).trim().split('\n').slice(-3).join(' / '));
+      throw new StepError(`${clip(command)} exited ${exitCode}${stderr ? `: ${stderr}` : ''}`, {
         cause: result,
       });
     }
@@ -82,4 +93,9 @@ export function createRunner(logger: Logger): Runner {
   }
 
   return { run, stats };
+}
+
+/** Error lines stay lines: a cp of a path near PATH_MAX can say several kilobytes. */
+function clip(text: string, limit = 400): string {
+  return text.length <= limit ? text : `${text.slice(0, limit)}…`;
 }

@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { parseCommandLine, type ParsedCommand } from './cli/args.js';
 import { helpText } from './cli/help.js';
-import { ExitCode, getErrorLine, isCtrvolError } from './errors.js';
+import { ExitCode, getErrorLine, isCtrvolError, UsageError } from './errors.js';
 import type { Logger } from './log/logger.js';
 
 type Commands = typeof import('./commands/index.js');
@@ -30,11 +30,17 @@ async function main(argv: readonly string[]): Promise<number> {
     return parsed.help ? ExitCode.ok : ExitCode.usage;
   }
 
+  const level = getLogLevel(parsed.common.verbose, process.env.CTRVOL_LOG_LEVEL);
+  if (level === undefined) {
+    return reportError(
+      new UsageError(
+        `CTRVOL_LOG_LEVEL: got "${process.env.CTRVOL_LOG_LEVEL}"; allowed: ${logLevels.join(' | ')}`,
+      ),
+    );
+  }
+
   const commands = await import('./commands/index.js');
-  const logger = commands.createLogger({
-    format: parsed.common.logFormat,
-    level: parsed.common.verbose ? 'debug' : (process.env.CTRVOL_LOG_LEVEL ?? 'info'),
-  });
+  const logger = commands.createLogger({ format: parsed.common.logFormat, level });
   try {
     print(await runCommand(commands, parsed, logger));
     return ExitCode.ok;
@@ -84,6 +90,18 @@ async function runCommand(
     default:
       return helpText;
   }
+}
+
+const logLevels = ['debug', 'info', 'notice', 'warn', 'error', 'silent'];
+
+/** --verbose wins; CTRVOL_LOG_LEVEL picks any other level; info otherwise. */
+function getLogLevel(verbose: boolean, fromEnvironment: string | undefined): string | undefined {
+  if (verbose) {
+    return 'debug';
+  }
+
+  const level = fromEnvironment ?? 'info';
+  return logLevels.includes(level) ? level : undefined;
 }
 
 function reportError(error: unknown): number {

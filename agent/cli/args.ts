@@ -49,8 +49,27 @@ export function isCommandName(name: string | undefined): name is CommandName {
   return name !== undefined && Object.hasOwn(commandFlags, name);
 }
 
+/** Every flag any command takes, to find the command word wherever the options stand. */
+const allFlags = Object.assign({}, commonFlags, ...Object.values(commandFlags)) as Record<
+  string,
+  { type: 'string' | 'boolean'; short?: string }
+>;
+
+/** The first argument that is neither an option nor an option's value. */
+function findCommand(argv: readonly string[]): string | undefined {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: allFlags,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  const positional = tokens.find((token) => token.kind === 'positional');
+  return positional?.kind === 'positional' ? positional.value : undefined;
+}
+
 export function parseCommandLine(argv: readonly string[]): ParsedCommand {
-  const first = argv.find((argument) => !argument.startsWith('-'));
+  const first = findCommand(argv);
   if (first !== undefined && !isCommandName(first)) {
     throw new UsageError(`unknown command "${first}"; see ctrvol --help`);
   }

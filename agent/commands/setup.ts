@@ -4,9 +4,9 @@ import { EnvironmentError, UsageError } from '../errors.js';
 import { createRunner } from '../exec.js';
 import { realHost } from '../host/host.js';
 import { isSystemdRunning } from '../host/systemd.js';
+import { checkTools, getSetupTools } from '../host/tools.js';
 import type { Logger } from '../log/logger.js';
 import { getPaths } from '../state/paths.js';
-import { readState } from '../state/state.js';
 import { formatMs } from '../text.js';
 import type { SetupContext, VerifyMode } from '../setup/context.js';
 import { runSetup } from '../setup/run-setup.js';
@@ -28,6 +28,7 @@ export async function setup(
     throw new EnvironmentError('ctrvol setup must run as root', { hint: 'run it with sudo' });
   }
 
+  await checkTools(getSetupTools(config.volume.filesystem));
   const paths = getPaths(common.root);
   const run = createRunner(logger);
   const context: SetupContext = {
@@ -38,8 +39,9 @@ export async function setup(
     logger,
     dryRun: options.dryRun,
     verify,
-    systemd: await isSystemdRunning(),
-    previous: await readState(paths.stateFile),
+    // Under a test root the machine's own services are none of this run's business.
+    systemd: common.root === '/' && (await isSystemdRunning()),
+    previous: undefined,
     lock: undefined,
     volume: undefined,
     stoppedUnits: [],

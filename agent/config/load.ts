@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type * as z from 'zod/mini';
-import { ConfigError } from '../errors.js';
+import { ConfigError, EnvironmentError } from '../errors.js';
 import { type Config, configSchema } from './schema.js';
 
 export const defaultConfigPath = '/etc/ctrvol/config.yaml';
@@ -12,24 +12,35 @@ export async function loadConfig(file: string): Promise<Config> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : (error as Error).message;
-    throw new ConfigError(`config ${file}: ${why}; pass --config FILE`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ConfigError(`config ${file}: no such file; pass --config FILE`, { cause: error });
+    }
+
+    // There is a config, but this process may not read it (not root, say).
+    throw new EnvironmentError(`config ${file}: ${(error as Error).message}`, { cause: error });
   }
 
   return parseConfig(text, file);
 }
 
 export function parseConfig(text: string, source = 'config'): Config {
-  const document = parseDocument(text, { prettyErrors: false });
+  const document = parseDocument(text, { prettyErrors: true });
   const syntaxError = document.errors[0];
   if (syntaxError !== undefined) {
     const line = syntaxError.linePos?.[0].line;
     const where = line === undefined ? '' : ` line ${line}`;
-    throw new ConfigError(`${source}${where}: not valid YAML: ${syntaxError.message}`);
+    const what = syntaxError.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError(`${source}${where}: not valid YAML: ${what}`);
   }
 
-  const raw: unknown = document.toJS() ?? {};
+  let raw: unknown;
+  try {
+    raw = document.toJS() ?? {};
+  } catch (error) {
+    // yaml refuses alias expansions that would blow up memory ("billion laughs").
+    throw new ConfigError(`${source}: not a usable YAML document: ${(error as Error).message}`);
+  }
+
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     throw new ConfigError(getIssueLine(result.error.issues, raw, source));
@@ -57,9 +68,9 @@ function getIssueLine(issues: z.core.$ZodIssue[], raw: unknown, source: string):
   const input = (issue as { params?: { input?: unknown } }).params?.input;
   const got =
     given !== undefined
-      ? JSON.stringify(given)
+      ? showValue(given)
       : input !== undefined
-        ? `${JSON.stringify(input)} (the default)`
+        ? `${showValue(input)} (the default)`
         : 'nothing';
 
   return `${source}: ${key}: got ${got}; allowed: ${getAllowed(issue)}${more}`;
@@ -89,6 +100,13 @@ function getAllowed(issue: z.core.$ZodIssue): string {
     default:
       return issue.message;
   }
+}
+
+/** JSON for most values, but numbers JSON cannot show (.inf, .nan in YAML) as themselves. */
+function showValue(value: unknown): string {
+  return typeof value === 'number' && !Number.isFinite(value)
+    ? String(value)
+    : JSON.stringify(value);
 }
 
 function getAt(value: unknown, keys: readonly PropertyKey[]): unknown {

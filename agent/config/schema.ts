@@ -15,12 +15,28 @@ export const labelLimits = { xfs: 12, ext4: 16 } as const;
 // mkfs.xfs refuses filesystems smaller than 300 MB.
 export const xfsMinimumBytes = 300 * 1000 * 1000;
 
+// No trailing slash either: /var/lib/containerd/ and /var/lib/containerd would then be two mount
+// points to every comparison with /proc/self/mountinfo.
 const isNormalAbsolute = (value: string) =>
-  path.isAbsolute(value) && path.normalize(value) === value;
+  path.isAbsolute(value) &&
+  path.normalize(value) === value &&
+  (value === '/' || !value.endsWith('/'));
 
 const absolutePath = z
   .string()
-  .check(z.refine(isNormalAbsolute, { error: 'an absolute, normalised path' }));
+  .check(
+    z.refine(isNormalAbsolute, { error: 'an absolute, normalised path without a trailing slash' }),
+  );
+
+/** A whole number in a range; z.int() would first report JavaScript's safe-integer limit. */
+const wholeNumber = (minimum: number, maximum: number) =>
+  z
+    .number()
+    .check(
+      z.refine(Number.isInteger, { error: `a whole number from ${minimum} to ${maximum}` }),
+      z.minimum(minimum),
+      z.maximum(maximum),
+    );
 
 const mountOption = z.string().check(
   z.regex(/^[A-Za-z0-9_=.:/+-]+$/, {
@@ -52,7 +68,7 @@ const volumeSchema = z
     mountOptions: z._default(z.array(mountOption).check(z.minLength(1)), ['defaults', 'noatime']),
     preserve: z._default(z.boolean(), true),
     reclaimRootCopy: z._default(z.boolean(), false),
-    waitSeconds: z._default(z.int().check(z.minimum(0), z.maximum(3600)), 120),
+    waitSeconds: z._default(wholeNumber(0, 3600), 120),
   })
   .check(
     z.superRefine((volume, context) => {
@@ -98,7 +114,7 @@ const pruneSchema = z
     enabled: z._default(z.boolean(), pruneDefaults.enabled),
     highPercent: z._default(percent, pruneDefaults.highPercent),
     lowPercent: z._default(percent, pruneDefaults.lowPercent),
-    minAgeSeconds: z._default(z.int().check(z.minimum(0)), pruneDefaults.minAgeSeconds),
+    minAgeSeconds: z._default(wholeNumber(0, 31_536_000), pruneDefaults.minAgeSeconds),
     keep: z._default(z.array(z.string().check(z.minLength(1))), pruneDefaults.keep),
   })
   .check(

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvironmentError } from '../errors.js';
@@ -50,6 +50,13 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
   for (;;) {
     if (await tryCreate(file, owner)) {
       return { owner, release: () => releaseLock(file, owner) };
+    }
+
+    const kind = await lstat(file).catch(() => undefined);
+    if (kind !== undefined && !kind.isFile()) {
+      throw new EnvironmentError(`${file} is in the way of ctrvol's lock: it is not a file`, {
+        hint: 'move it aside; nothing was changed',
+      });
     }
 
     const holder = await readOwner(file);

@@ -1,3 +1,4 @@
+import { EnvironmentError } from '../errors.js';
 import type { Runner } from '../exec.js';
 
 /** What is written on a device, as libblkid and wipefs see it. */
@@ -16,9 +17,17 @@ export async function probeSignatures(run: Runner, devicePath: string): Promise<
   // -p probes the device itself rather than blkid's cache, which can be stale after a mkfs.
   // Exit 2 means nothing was found.
   const blkid = await run.run('blkid', ['-p', '-o', 'export', devicePath], {
-    okExitCodes: [2],
+    okExitCodes: [2, 8],
     packageHint: 'util-linux',
   });
+  if (blkid.exitCode === 8) {
+    // libblkid found more than one filesystem and could not choose: not blank, not ours.
+    throw new EnvironmentError(
+      `${devicePath} carries conflicting signatures (blkid cannot tell which is real)`,
+      { hint: 'someone else may own this device: check volume.device; nothing was changed' },
+    );
+  }
+
   const fields = parseExport(blkid.stdout);
   const wipefs = await run.run('wipefs', ['--no-act', '--json', devicePath], {
     packageHint: 'util-linux',

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
-import path from 'node:path';
 import type { Runner } from '../exec.js';
 
 /**
@@ -11,6 +10,10 @@ import type { Runner } from '../exec.js';
  *
  * find(1) and getfattr(1) walk the tree: a walk in Node would cost more than the whole of ctrvol's
  * own budget at boot on a store of tens of thousands of files, and Node has no xattr call.
+ */
+/**
+ * Keyed by path relative to the top, as a latin1 string: one character per byte, so names that
+ * are not valid UTF-8 stay distinct and exact. `toFsPath` turns a key back into the bytes.
  */
 export type Manifest = Map<string, ManifestEntry>;
 
@@ -46,7 +49,7 @@ export async function buildManifest(
 ): Promise<Manifest> {
   const exclude = options.exclude ?? new Set<string>();
   const isExcluded = (relative: string) => exclude.has(relative.split('/')[0] ?? '');
-  const listing = await run.run('find', [dir, '-xdev', '-printf', findFormat]);
+  const listing = await run.run('find', [dir, '-xdev', '-printf', findFormat], listingOptions);
   const fields = listing.stdout.split('\0');
   const entries: { relative: string; inode: string; links: number; entry: ManifestEntry }[] = [];
   for (let index = 0; index + fieldCount <= fields.length; index += fieldCount) {
@@ -83,9 +86,9 @@ export async function buildManifest(
   const xattrs = await listXattrNames(run, dir);
   const manifest: Manifest = new Map();
   for (const { relative, inode, links, entry } of entries) {
-    const absolute = path.join(dir, relative);
+    const absolute = toFsPath(dir, relative);
     entry.link = entry.type !== 'd' && links > 1 ? (groups.get(inode) ?? '') : '';
-    entry.xattrs = xattrs.get(absolute) ?? '';
+    entry.xattrs = xattrs.get(relative) ?? '';
     if (entry.type === 'c' || entry.type === 'b') {
       entry.rdev = String((await lstat(absolute, { bigint: true })).rdev);
     }
@@ -104,17 +107,28 @@ export async function buildManifest(
 // system.posix_acl_* names; the ACL itself is compared through the system.* name.
 const filesystemShadows = new Set(['trusted.SGI_ACL_FILE', 'trusted.SGI_ACL_DEFAULT']);
 
-/** Each path's xattr names, sorted, as one string. getfattr -m - lists every namespace. */
+// A store of a few hundred thousand files lists to more than execa's 100 MB default.
+const listingOptions = { encoding: 'latin1', maxBuffer: 1 << 30 } as const;
+
+/** The bytes of a manifest key, below a directory, for the fs calls that need the real name. */
+export function toFsPath(dir: string, relative: string): Buffer {
+  return Buffer.from(relative === '' ? dir : `${dir}/${relative}`, 'latin1');
+}
+
+/** Each relative path's xattr names, sorted, as one string. getfattr -m - lists every namespace. */
 async function listXattrNames(run: Runner, dir: string): Promise<Map<string, string>> {
   const dump = await run.run('getfattr', ['-R', '-P', '-h', '-m', '-', '--absolute-names', dir], {
+    ...listingOptions,
     packageHint: 'attr',
   });
+  const top = Buffer.from(dir).toString('latin1');
   const names = new Map<string, string[]>();
   let current: string[] | undefined;
   for (const line of dump.stdout.split('\n')) {
     if (line.startsWith('# file: ')) {
       current = [];
-      names.set(unescapeGetfattr(line.slice('# file: '.length)), current);
+      const file = unescapeGetfattr(line.slice('# file: '.length));
+      names.set(file === top ? '' : file.slice(top.length + 1), current);
     } else if (line !== '' && current !== undefined && !filesystemShadows.has(line)) {
       current.push(line);
     }
@@ -123,10 +137,10 @@ async function listXattrNames(run: Runner, dir: string): Promise<Map<string, str
   return new Map([...names].map(([file, list]) => [file, list.sort().join(',')]));
 }
 
-/** getfattr writes unusual bytes in file names as backslash-octal escapes. */
+/** getfattr writes unusual bytes in file names as backslash-octal escapes; latin1 in and out. */
 function unescapeGetfattr(value: string): string {
   const bytes: number[] = [];
-  const raw = Buffer.from(value, 'utf8');
+  const raw = Buffer.from(value, 'latin1');
   for (let index = 0; index < raw.length; index += 1) {
     const octal = raw.subarray(index + 1, index + 4).toString('latin1');
     if (raw[index] === 0x5c && /^[0-7]{3}$/.test(octal)) {
@@ -140,13 +154,23 @@ function unescapeGetfattr(value: string): string {
     }
   }
 
-  return Buffer.from(bytes).toString('utf8');
+  return Buffer.from(bytes).toString('latin1');
 }
 
-async function hashFile(file: string): Promise<string> {
+async function hashFile(file: Buffer): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) {
     hash.update(chunk as Buffer);
+  }
+
+  return hash.digest('hex');
+}
+
+/** One digest of a whole manifest, to tell later whether a tree is still what it was. */
+export function getManifestDigest(manifest: Manifest): string {
+  const hash = createHash('sha256');
+  for (const relative of [...manifest.keys()].sort()) {
+    hash.update(`${relative}\0${JSON.stringify(manifest.get(relative))}\n`, 'latin1');
   }
 
   return hash.digest('hex');
@@ -158,7 +182,7 @@ export function compareManifests(source: Manifest, copy: Manifest): string[] {
   for (const [relative, entry] of source) {
     const other = copy.get(relative);
     if (other === undefined) {
-      differences.push(`missing: /${relative}`);
+      differences.push(`missing: /${showName(relative)}`);
       continue;
     }
 
@@ -167,15 +191,30 @@ export function compareManifests(source: Manifest, copy: Manifest): string[] {
     );
     if (fields.length > 0) {
       const changes = fields.map((field) => `${field} "${entry[field]}" → "${other[field]}"`);
-      differences.push(`/${relative}: ${changes.join(', ')}`);
+      differences.push(`/${showName(relative)}: ${changes.join(', ')}`);
     }
   }
 
   for (const relative of copy.keys()) {
     if (!source.has(relative)) {
-      differences.push(`unexpected: /${relative}`);
+      differences.push(`unexpected: /${showName(relative)}`);
     }
   }
 
   return differences;
+}
+
+/** A name for a message: as UTF-8 when it is valid UTF-8, with its raw bytes escaped otherwise. */
+function showName(relative: string): string {
+  const bytes = Buffer.from(relative, 'latin1');
+  const text = bytes.toString('utf8');
+  if (Buffer.from(text, 'utf8').equals(bytes)) {
+    return text;
+  }
+
+  return [...bytes]
+    .map((byte) =>
+      byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16)}`,
+    )
+    .join('');
 }

@@ -35,3 +35,4 @@ export function getPaths(root: string): Paths {
 export const volumeMetaDir = '.ctrvol';
 export const preservedMarker = `${volumeMetaDir}/preserved.json`;
 export const copyStartedMarker = `${volumeMetaDir}/copy-started.json`;
+export const inServiceMarker = `${volumeMetaDir}/in-service.json`;

@@ -1,4 +1,5 @@
 import type { Filesystem } from '../config/schema.js';
+import { EnvironmentError } from '../errors.js';
 import { readJson, writeJsonDurably } from './files.js';
 
 /** What `ctrvol setup` leaves in /var/lib/ctrvol/state.json, and `ctrvol status` reads. */
@@ -16,8 +17,41 @@ export interface SetupState {
   hiddenBytes: number;
 }
 
-export function readState(file: string): Promise<SetupState | undefined> {
-  return readJson<SetupState>(file);
+const stringFields = ['uuid', 'device', 'filesystem', 'label', 'mountPoint', 'setupAt'] as const;
+
+/**
+ * The recorded state, or undefined on a machine never set up. A damaged record is an
+ * environment error that names the file: guessing from half a record could mount the wrong disk.
+ */
+export async function readState(file: string): Promise<SetupState | undefined> {
+  let value: unknown;
+  try {
+    value = await readJson<unknown>(file);
+  } catch (error) {
+    throw new EnvironmentError(`${file} cannot be read: ${(error as Error).message}`, {
+      cause: error,
+      hint: 'move it aside to set the volume up afresh (it is found again by its label)',
+    });
+  }
+
+  if (value === undefined) {
+    return undefined;
+  }
+
+  const record = value as Record<string, unknown>;
+  const valid =
+    typeof value === 'object' &&
+    value !== null &&
+    record.version === 1 &&
+    stringFields.every((field) => typeof record[field] === 'string') &&
+    typeof record.hiddenBytes === 'number';
+  if (!valid) {
+    throw new EnvironmentError(`${file} is not a ctrvol state record`, {
+      hint: 'move it aside to set the volume up afresh (it is found again by its label)',
+    });
+  }
+
+  return value as SetupState;
 }
 
 export function writeState(file: string, state: SetupState): Promise<void> {

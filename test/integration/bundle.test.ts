@@ -53,6 +53,31 @@ describe('the single-file build', () => {
     });
   }
 
+  test('finds the command word after options as well as before them', async (t) => {
+    const temp = await makeTempDir('ctrvol-bundle');
+    t.after(temp.cleanup);
+
+    const result = await execa('node', [ctrvolBinary, '--root', temp.path, 'status'], {
+      reject: false,
+    });
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stdout, /not set up on this machine/);
+  });
+
+  test('refuses an unknown CTRVOL_LOG_LEVEL with exit code 2 rather than a stack trace', async () => {
+    const result = await execa('node', [ctrvolBinary, 'status'], {
+      reject: false,
+      env: { CTRVOL_LOG_LEVEL: 'loud' },
+    });
+
+    assert.equal(result.exitCode, 2);
+    assert.equal(
+      result.stderr.trim(),
+      'ctrvol: CTRVOL_LOG_LEVEL: got "loud"; allowed: debug | info | notice | warn | error | silent',
+    );
+  });
+
   test('reports a missing config file with exit code 2, naming the file', async (t) => {
     const temp = await makeTempDir('ctrvol-bundle');
     t.after(temp.cleanup);

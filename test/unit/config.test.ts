@@ -3,6 +3,18 @@ import { describe, test } from 'node:test';
 import { parseConfig } from '../../agent/config/load.js';
 
 describe('the config', () => {
+  test('rejects a YAML alias bomb with exit code 2 instead of expanding it', () => {
+    const bomb = [
+      'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+      'e: [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
+    ].join('\n');
+
+    assert.throws(() => parseConfig(bomb), { message: /^config: not a usable YAML/, exitCode: 2 });
+  });
+
   test('fills every default from a config that names only the device', () => {
     const config = parseConfig('volume:\n  device: /dev/xvdb\n');
 
@@ -52,7 +64,7 @@ describe('the config', () => {
     ],
     [
       'volume: {device: /dev/xvdb, mountPoint: var/lib/containerd}',
-      'config: volume.mountPoint: got "var/lib/containerd"; allowed: an absolute, normalised path',
+      'config: volume.mountPoint: got "var/lib/containerd"; allowed: an absolute, normalised path without a trailing slash',
     ],
     [
       'volume: {device: /dev/xvdb, mountPoint: /}',
@@ -74,6 +86,23 @@ describe('the config', () => {
     [
       'volume: {device: /dev/xvdb, waitSeconds: -1}',
       'config: volume.waitSeconds: got -1; allowed: a value of at least 0',
+    ],
+    [
+      'volume: {device: /dev/xvdb, mountPoint: /var/lib/containerd/}',
+      'config: volume.mountPoint: got "/var/lib/containerd/"; allowed: an absolute, normalised ' +
+        'path without a trailing slash',
+    ],
+    [
+      'volume: {device: /dev/xvdb, waitSeconds: 1e308}',
+      'config: volume.waitSeconds: got 1e+308; allowed: a value of at most 3600',
+    ],
+    [
+      'volume: {device: /dev/xvdb, waitSeconds: 1.5}',
+      'config: volume.waitSeconds: got 1.5; allowed: a whole number from 0 to 3600',
+    ],
+    [
+      'volume: {device: /dev/xvdb, waitSeconds: .inf}',
+      'config: volume.waitSeconds: got Infinity; allowed: a number',
     ],
     [
       'volume: {device: /dev/xvdb}\nonFailure: ignore',

@@ -96,7 +96,7 @@ async function checkRoomForSource(context: SetupContext, device: BlockDevice): P
   }
 
   const needed = getNeededSpace(source).bytes;
-  const usable = estimateUsableBytes(device.sizeBytes);
+  const usable = estimateUsableBytes(device.sizeBytes, context.config.volume.filesystem);
   if (needed > usable) {
     throw new EnvironmentError(
       `${device.path} is too small for ${context.config.volume.mountPoint}: it needs ` +

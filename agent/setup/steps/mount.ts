@@ -1,4 +1,7 @@
 import { access, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { readJson, writeJsonDurably } from '../../state/files.js';
+import { inServiceMarker } from '../../state/paths.js';
 import { act, getVolume } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { isMountedAtMountPoint } from './quiesce.js';
@@ -27,6 +30,13 @@ export const mountStep: Step = {
       // with AVC denials on an enforcing host until the mount point is relabelled.
       if (await isSelinuxEnabled(context.host.sys)) {
         await context.run.run('restorecon', ['-F', mountPoint], { packageHint: 'policycoreutils' });
+      }
+
+      // From now on the volume is the store: containerd writes to it, and the copy step will
+      // never again compare it with what lies hidden on the root disk.
+      const inService = path.join(mountPoint, inServiceMarker);
+      if ((await readJson(inService)) === undefined) {
+        await writeJsonDurably(inService, { at: new Date().toISOString() });
       }
     });
 

@@ -4,10 +4,15 @@ import path from 'node:path';
 import { EnvironmentError, StepError } from '../../errors.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import type { Logger } from '../../log/logger.js';
-import { buildManifest, compareManifests } from '../../preserve/manifest.js';
+import { buildManifest, compareManifests, getManifestDigest } from '../../preserve/manifest.js';
 import { getFreeSpace, getNeededSpace } from '../../preserve/space.js';
 import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
-import { copyStartedMarker, preservedMarker, volumeMetaDir } from '../../state/paths.js';
+import {
+  copyStartedMarker,
+  inServiceMarker,
+  preservedMarker,
+  volumeMetaDir,
+} from '../../state/paths.js';
 import { formatBytes } from '../../text.js';
 import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
@@ -22,6 +27,13 @@ export interface PreservedRecord {
   inodes: number;
   verified: 'metadata' | 'content' | 'nothing to copy' | 'preserve: false';
   reclaimed: boolean;
+  /** A digest of the source's manifest, to tell whether it changed before the first mount. */
+  sourceDigest?: string;
+}
+
+/** Written by the mount step the first time the volume goes into service at the mount point. */
+export interface InServiceRecord {
+  at: string;
 }
 
 export const preserveStep: Step = {
@@ -47,7 +59,7 @@ export const preserveStep: Step = {
     await mountStaging(context, logger);
     try {
       const record = await readJson<PreservedRecord>(path.join(staging, preservedMarker));
-      if (record !== undefined) {
+      if (record !== undefined && (await isCopyStillGood(context, record, logger))) {
         context.hiddenBytes = getHiddenBytes(record);
         return alreadyDone(`the volume received ${mountPoint} on ${record.at}`);
       }
@@ -56,12 +68,50 @@ export const preserveStep: Step = {
       context.hiddenBytes = getHiddenBytes(written);
       return changed(`${written.verified}; ${formatBytes(written.bytes)}`);
     } finally {
-      await context.run.run('umount', [staging]);
+      // A failed unmount must not hide the error that got us here; the next run reuses a
+      // staging mount it finds left over.
+      await context.run.run('umount', [staging]).catch((error: unknown) => {
+        logger.warn({ err: error }, `could not unmount ${staging}; the next run reuses it`);
+      });
     }
   },
 };
 
 const noop = async () => undefined;
+
+/**
+ * A copy is good until the volume goes into service. Before that (a run that copied but failed
+ * to mount, say), the store on the root disk may have changed since, and the copy is redone
+ * rather than mounted over newer data. Once the volume has been in service it is the store,
+ * and what lies hidden on the root disk no longer matters.
+ */
+async function isCopyStillGood(
+  context: SetupContext,
+  record: PreservedRecord,
+  logger: Logger,
+): Promise<boolean> {
+  const staging = context.paths.stagingDir;
+  const inService = await readJson<InServiceRecord>(path.join(staging, inServiceMarker));
+  if (inService !== undefined || record.verified === 'preserve: false') {
+    return true;
+  }
+
+  const { mountPoint } = context.config.volume;
+  const source = await getSourceSize(context);
+  const digest =
+    source === null ? undefined : getManifestDigest(await buildManifest(context.run, mountPoint));
+  if (digest === record.sourceDigest) {
+    return true;
+  }
+
+  logger.warn(
+    { copiedAt: record.at },
+    `${mountPoint} changed since it was copied, and the volume was never mounted; copying again`,
+  );
+  await writeJsonDurably(path.join(staging, copyStartedMarker), { at: record.at });
+  await removeDurably(path.join(staging, preservedMarker));
+  return false;
+}
 
 export const tooSmallHint =
   'attach a larger volume; nothing was copied and the original is untouched';
@@ -156,10 +206,10 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
     ...base,
     verified: context.verify,
     reclaimed: false,
+    sourceDigest: getManifestDigest(original),
   });
 
-  if (reclaimRootCopy) {
-    await reclaimSource(context, logger);
+  if (reclaimRootCopy && (await reclaimSource(context, logger))) {
     return markPreserved(context, { ...record, reclaimed: true });
   }
 
@@ -184,7 +234,7 @@ async function clearInterruptedCopy(context: SetupContext, logger: Logger): Prom
   if (started === undefined) {
     throw new EnvironmentError(
       `the volume holds data ctrvol did not put there (${entries.slice(0, 3).join(', ')}…)`,
-      { hint: 'empty the volume or set volume.preserve: false; nothing was changed' },
+      { hint: 'empty the volume or point volume.device at another one; nothing was deleted' },
     );
   }
 
@@ -206,11 +256,23 @@ async function markPreserved(
   return written;
 }
 
-/** Frees the root disk only after the copy was verified and its marker is on the volume. */
-async function reclaimSource(context: SetupContext, logger: Logger): Promise<void> {
+/**
+ * Frees the root disk only after the copy was verified and its marker is on the volume. The
+ * copy is safe either way, so a failure here (an immutable file, say) is a warning, not a
+ * failed setup; status then reports what is still hidden.
+ */
+async function reclaimSource(context: SetupContext, logger: Logger): Promise<boolean> {
   const { mountPoint } = context.config.volume;
   logger.info(`reclaiming the verified original under ${mountPoint} on the root disk`);
-  for (const name of await readdir(mountPoint)) {
-    await rm(path.join(mountPoint, name), { recursive: true, force: true });
+  try {
+    for (const name of await readdir(mountPoint)) {
+      await rm(path.join(mountPoint, name), { recursive: true, force: true });
+    }
+
+    return true;
+  } catch (error) {
+    logger.warn({ err: error }, `could not free all of ${mountPoint} on the root disk`);
+    context.source = undefined;
+    return false;
   }
 }

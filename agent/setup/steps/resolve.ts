@@ -1,4 +1,5 @@
-import { access } from 'node:fs/promises';
+import { access, lstat } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError } from '../../errors.js';
@@ -14,6 +15,8 @@ import { isBlank, probeSignatures, type Signatures } from '../../host/signatures
 import type { Logger } from '../../log/logger.js';
 import { formatBytes } from '../../text.js';
 import { readJson } from '../../state/files.js';
+import { volumeMetaDir } from '../../state/paths.js';
+import { readState } from '../../state/state.js';
 import type { SetupContext, Volume } from '../context.js';
 import { checked, type Step } from '../step.js';
 import { getDeviceIdentity, type FormatIntent } from './format.js';
@@ -21,6 +24,8 @@ import { getDeviceIdentity, type FormatIntent } from './format.js';
 export const resolveStep: Step = {
   name: 'resolve',
   async run(context, logger) {
+    // Read only now, under the lock: a run that waited for another must see what that one did.
+    context.previous = await readState(context.paths.stateFile);
     const device = await findDevice(context, logger);
     const volume = await probeVolume(context, device);
     context.volume = volume;
@@ -127,6 +132,10 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse(`is mounted at ${foreignMount.mountPoint}; ctrvol only mounts it itself`);
   }
 
+  if (!mounts.some((entry) => entry.mountPoint === mountPoint)) {
+    await checkMountPoint(mountPoint);
+  }
+
   const occupant = getMountAt(allMounts, mountPoint);
   if (occupant !== undefined && !majorMinors.has(occupant.majorMinor)) {
     throw new EnvironmentError(
@@ -198,4 +207,40 @@ function describeSignatures(signatures: Signatures): string {
   }
 
   return `signatures of ${all.join(', ')}`;
+}
+
+/**
+ * The mount point on the root disk must be a plain directory (or not exist yet). A symlink would
+ * have the copy measured and verified through the link but mounted over its target; and a
+ * .ctrvol entry there would be taken for ctrvol's own records once copied onto the volume.
+ */
+async function checkMountPoint(mountPoint: string): Promise<void> {
+  const info = await lstat(mountPoint).catch(() => undefined);
+  if (info === undefined) {
+    return;
+  }
+
+  if (info.isSymbolicLink()) {
+    throw new EnvironmentError(`${mountPoint} is a symlink`, {
+      hint: 'set volume.mountPoint to the directory it points to; nothing was changed',
+    });
+  }
+
+  if (!info.isDirectory()) {
+    throw new EnvironmentError(`${mountPoint} exists and is not a directory`, {
+      hint: 'move it aside or choose another volume.mountPoint; nothing was changed',
+    });
+  }
+
+  if (
+    await access(path.join(mountPoint, volumeMetaDir)).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new EnvironmentError(
+      `${mountPoint} on the root disk holds a ${volumeMetaDir} entry, ctrvol's own name on a volume`,
+      { hint: 'was a ctrvol volume copied here? move that entry aside; nothing was changed' },
+    );
+  }
 }
