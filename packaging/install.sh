@@ -15,6 +15,8 @@
 set -euo pipefail
 
 readonly unit=ctrvol-setup.service
+# Runs after every containerd start: the sandbox image is there, or restored and pinned.
+readonly verify_unit=ctrvol-verify.service
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source_root=$(dirname "$here")
 bundle=${1:-$source_root/dist/ctrvol.cjs}
@@ -96,19 +98,19 @@ DROPIN
 fi
 
 if ! command -v systemctl >/dev/null; then
-  note "systemctl not found; enable $unit before the node boots"
+  note "systemctl not found; enable $unit and $verify_unit before the node boots"
 elif [[ -n $destdir ]]; then
   # An image tree: enabling only creates symlinks inside it, which the image's own systemd
   # follows when it boots.
-  systemctl --root="$destdir" enable "$unit"
+  systemctl --root="$destdir" enable "$unit" "$verify_unit"
 elif [[ -d /run/systemd/system ]]; then
   # A running systemd (an AMI bake on a live instance, or user-data) must reread the unit files
   # before it can enable the new unit.
   systemctl daemon-reload
-  systemctl enable "$unit"
+  systemctl enable "$unit" "$verify_unit"
 else
   # Not booted with systemd, as in a chroot image build. Enabling is still needed, or ctrvol
   # would never run at boot; systemctl does it offline by writing the symlinks, and there is no
   # manager to reload.
-  systemctl enable "$unit"
+  systemctl enable "$unit" "$verify_unit"
 fi

@@ -35,6 +35,7 @@ import { makeTempDir, type TempDir } from '../helpers/temp.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const unitSourceDir = path.join(repoRoot, 'systemd');
+const verifyUnit = 'ctrvol-verify.service';
 const installScript = path.join(repoRoot, 'packaging', 'install.sh');
 const exampleConfig = path.join(repoRoot, 'packaging', 'config.example.yaml');
 const userData = path.join(repoRoot, 'packaging', 'user-data.sh');
@@ -196,18 +197,22 @@ interface NodeRoot {
 async function makeNodeRoot(name: string, options: RootOptions): Promise<NodeRoot> {
   const root = path.join(temp.path, name);
   const bootUnits = await addBootUnits(root, options.host);
-  const source = await readFile(path.join(unitSourceDir, setupUnit), 'utf8');
-  await writeFile(path.join(root, unitDir, setupUnit), source);
+  for (const unit of [setupUnit, verifyUnit]) {
+    const source = await readFile(path.join(unitSourceDir, unit), 'utf8');
+    await writeFile(path.join(root, unitDir, unit), source);
+  }
+
   await writeExecutable(path.join(root, 'usr/bin/ctrvol'), '#!/usr/bin/env node\n');
   await wantBy(root, 'multi-user.target', setupUnit);
   await wantBy(root, 'containerd.service', setupUnit);
+  await wantBy(root, 'containerd.service', verifyUnit);
   if (options.onFailure !== undefined) {
     const dropIn = path.join(root, containerdDropInPath);
     await mkdir(path.dirname(dropIn), { recursive: true });
     await writeFile(dropIn, renderContainerdDropIn(options.onFailure));
   }
 
-  return { root, units: [setupUnit, ...bootUnits] };
+  return { root, units: [setupUnit, verifyUnit, ...bootUnits] };
 }
 
 async function editFile(file: string, edit: (text: string) => string): Promise<void> {
@@ -381,6 +386,29 @@ describe('ctrvol-setup.service as written', () => {
   });
 });
 
+describe('ctrvol-verify.service as written', () => {
+  let verify: Directive[];
+  before(async () => {
+    verify = (await readUnitSources()).filter((directive) => directive.file === verifyUnit);
+  });
+
+  test('it runs after containerd, before the kubelet, and again whenever containerd restarts', () => {
+    assert.deepEqual(getValues(verify, 'Unit', 'After'), ['containerd.service']);
+    assert.deepEqual(getValues(verify, 'Unit', 'Before'), ['kubelet.service']);
+    assert.deepEqual(getValues(verify, 'Unit', 'PartOf'), ['containerd.service']);
+    assert.deepEqual(getValues(verify, 'Install', 'WantedBy'), ['containerd.service']);
+  });
+
+  test('it is a oneshot that stays active and runs /usr/bin/ctrvol verify', () => {
+    assert.deepEqual(getValues(verify, 'Service', 'Type'), ['oneshot']);
+    assert.deepEqual(getValues(verify, 'Service', 'RemainAfterExit'), ['yes']);
+    assert.equal(
+      verify.find((directive) => directive.key === 'ExecStart')?.value,
+      '/usr/bin/ctrvol verify',
+    );
+  });
+});
+
 describe('systemd-analyze verify', () => {
   test('it passes the setup unit on an EKS node before setup has written a drop-in', async () => {
     const { root, units } = await makeNodeRoot('first-boot', { host: 'eks' });
@@ -503,8 +531,15 @@ describe('packaging/install.sh', () => {
       assert.equal(await readlink(link), `/${unitDir}/${setupUnit}`);
     }
 
+    const verifyLink = path.join(
+      destdir,
+      'etc/systemd/system/containerd.service.wants',
+      verifyUnit,
+    );
+    assert.equal(await readlink(verifyLink), `/${unitDir}/${verifyUnit}`);
+
     // The installed tree, given the rest of a node's boot, loads as cleanly as the sources do.
-    const units = [setupUnit, ...(await addBootUnits(destdir, 'eks'))];
+    const units = [setupUnit, verifyUnit, ...(await addBootUnits(destdir, 'eks'))];
     const verdict = await verify(destdir, units);
     assert.ok(verdict.clean, verdict.output);
   });
