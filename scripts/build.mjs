@@ -24,6 +24,10 @@ const common = {
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
+  // ESM libraries (node-cron) read import.meta.url at load, which a CJS bundle does not have;
+  // give them the bundle's own file URL instead.
+  define: { 'import.meta.url': '__ctrvolFileUrl' },
+  banner: { js: "var __ctrvolFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 };
 
 /** Builds an entry in memory and returns its code, gzipped and base64-encoded. */
@@ -68,7 +72,7 @@ await build({
   ...common,
   entryPoints: ['agent/main.ts'],
   outfile,
-  banner: { js: '#!/usr/bin/env node' },
+  banner: { js: `#!/usr/bin/env node\n${common.banner.js}` },
   plugins: [embed('commands', commands)],
 });
 await chmod(outfile, 0o755);

@@ -1,11 +1,13 @@
 import type { CommonOptions } from '../cli/args.js';
 import { loadConfig } from '../config/load.js';
-import { EnvironmentError, UsageError } from '../errors.js';
+import { EnvironmentError, getErrorLine, UsageError } from '../errors.js';
 import { createRunner } from '../exec.js';
 import { realHost } from '../host/host.js';
 import { isSystemdRunning } from '../host/systemd.js';
 import { checkTools, getSetupTools } from '../host/tools.js';
 import type { Logger } from '../log/logger.js';
+import { lastSetupFile, type LastSetup } from '../monitor/state.js';
+import { writeJsonDurably } from '../state/files.js';
 import { getPaths } from '../state/paths.js';
 import { formatMs } from '../text.js';
 import type { SetupContext, VerifyMode } from '../setup/context.js';
@@ -50,7 +52,11 @@ export async function setup(
     plan: [],
   };
 
-  const summary = await runSetup(context, setupSteps);
+  const summary = await runSetup(context, setupSteps).catch(async (error: unknown) => {
+    await recordOutcome(context, { outcome: 'failed', error: getErrorLine(error) });
+    throw error;
+  });
+  await recordOutcome(context, { outcome: 'ok' });
   const { calls, childMs } = run.stats;
   logger.info(
     {
@@ -81,4 +87,18 @@ function getVerifyMode(value: string | undefined): VerifyMode {
   }
 
   throw new UsageError(`--verify: got "${value}"; allowed: metadata | content`);
+}
+
+/** For the monitor's metrics and `ctrvol check`; best effort, and never on a dry run. */
+async function recordOutcome(context: SetupContext, outcome: Omit<LastSetup, 'at'>): Promise<void> {
+  if (context.dryRun) {
+    return;
+  }
+
+  await writeJsonDurably(lastSetupFile(context.paths.stateDir), {
+    ...outcome,
+    at: new Date().toISOString(),
+  }).catch((error: unknown) => {
+    context.logger.warn({ err: error }, 'could not record how setup ended');
+  });
 }

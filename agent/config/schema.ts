@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { validate as validateCron } from 'node-cron';
 import * as z from 'zod/mini';
 
 /**
@@ -130,11 +131,59 @@ const pruneSchema = z
     }),
   );
 
+const monitorDefaults = {
+  schedule: '*/5 * * * *',
+  warnPercent: { root: 80, volume: 90 },
+  metrics: { namespace: 'ctrvol', dimensions: {} as Record<string, string> },
+};
+
+// node-cron's own parser decides what a schedule may say, so the check and the daemon agree.
+const cronExpression = z.string().check(
+  z.refine((value) => validateCron(value), {
+    error: 'a cron expression of 5 or 6 fields, such as "*/5 * * * *"',
+  }),
+);
+
+const metricsSchema = z.strictObject({
+  /** node_exporter textfile collector file; off when absent. */
+  textfile: z.optional(
+    absolutePath.check(
+      z.refine((value) => value.endsWith('.prom'), { error: 'a path ending in .prom' }),
+    ),
+  ),
+  /** CloudWatch Embedded Metric Format lines are appended here; off when absent. */
+  emfFile: z.optional(absolutePath),
+  namespace: z._default(
+    z.string().check(z.minLength(1), z.maxLength(255)),
+    monitorDefaults.metrics.namespace,
+  ),
+  dimensions: z._default(
+    z.record(
+      z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,250}$/, { error: 'dimension names' })),
+      z.string().check(z.minLength(1), z.maxLength(1024)),
+    ),
+    monitorDefaults.metrics.dimensions,
+  ),
+});
+
+const monitorSchema = z.strictObject({
+  schedule: z._default(cronExpression, monitorDefaults.schedule),
+  warnPercent: z._default(
+    z.strictObject({
+      root: z._default(percent, monitorDefaults.warnPercent.root),
+      volume: z._default(percent, monitorDefaults.warnPercent.volume),
+    }),
+    monitorDefaults.warnPercent,
+  ),
+  metrics: z._default(metricsSchema, monitorDefaults.metrics),
+});
+
 export const configSchema = z.strictObject({
   volume: volumeSchema,
   onFailure: z._default(z.enum(['block', 'rootDisk']), 'block'),
   containerd: z._default(containerdSchema, containerdDefaults),
   prune: z._default(pruneSchema, pruneDefaults),
+  monitor: z._default(monitorSchema, monitorDefaults),
 });
 
 export type Config = z.infer<typeof configSchema>;

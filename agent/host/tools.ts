@@ -32,13 +32,17 @@ export async function checkTools(tools: Record<string, string>): Promise<void> {
 
 /** What `ctrvol setup` runs, with the package that brings each one. */
 export function getSetupTools(filesystem: 'xfs' | 'ext4'): Record<string, string> {
+  const forFilesystem: Record<string, string> =
+    filesystem === 'xfs'
+      ? { 'mkfs.xfs': 'xfsprogs', xfs_info: 'xfsprogs', xfs_growfs: 'xfsprogs' }
+      : { 'mkfs.ext4': 'e2fsprogs', dumpe2fs: 'e2fsprogs', resize2fs: 'e2fsprogs' };
+
   return {
     blkid: 'util-linux',
     wipefs: 'util-linux',
     mount: 'mount',
     umount: 'mount',
-    [filesystem === 'xfs' ? 'mkfs.xfs' : 'mkfs.ext4']:
-      filesystem === 'xfs' ? 'xfsprogs' : 'e2fsprogs',
+    ...forFilesystem,
     cp: 'coreutils',
     du: 'coreutils',
     sync: 'coreutils',

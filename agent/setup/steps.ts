@@ -1,4 +1,5 @@
 import { formatStep } from './steps/format.js';
+import { growStep } from './steps/grow.js';
 import { lockStep } from './steps/lock.js';
 import { mountStep } from './steps/mount.js';
 import { preserveStep } from './steps/preserve.js';
@@ -19,6 +20,7 @@ import type { Step } from './step.js';
  *   format    mkfs, only on a blank device (or ctrvol's own interrupted mkfs)
  *   preserve  copy the old store onto the volume through a staging mount, verify, mark
  *   mount     mount the volume at the mount point
+ *   grow      grow the filesystem online if the device was enlarged
  *   wire      the containerd drop-in that orders it after ctrvol-setup
  *   start     start what quiesce stopped
  *   record    state for `ctrvol status` and for finding the volume by UUID next boot
@@ -30,6 +32,7 @@ export const setupSteps: readonly Step[] = [
   formatStep,
   preserveStep,
   mountStep,
+  growStep,
   wireStep,
   startStep,
   recordStep,

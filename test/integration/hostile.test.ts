@@ -155,6 +155,8 @@ describe('ctrvol setup against hostile stores and states', () => {
       'mount',
       'umount',
       'mkfs.xfs',
+      'xfs_info',
+      'xfs_growfs',
       'cp',
       'du',
       'sync',

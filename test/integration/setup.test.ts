@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, stat, statfs, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
-import { createLoopDevice } from '../helpers/loop.js';
+import { createLoopDevice, growLoopDevice } from '../helpers/loop.js';
 import { diffManifests, treeManifest } from '../helpers/store.js';
 import { makeRig, mountedAt, probe } from './rig.js';
 
@@ -73,6 +73,15 @@ async function fillAwkwardTree(dir: string): Promise<void> {
     path.join(dir, 'snapshots/1/ping-link'),
   ]);
   await run('touch', ['-d', '2002-01-01', path.join(dir, 'snapshots')]);
+}
+
+const sysResource = 24;
+
+/** Whether this process holds a capability, from the effective set in /proc/self/status. */
+async function hasCapability(bit: number): Promise<boolean> {
+  const status = await readFile('/proc/self/status', 'utf8');
+  const effective = BigInt(`0x${/^CapEff:\s+([0-9a-f]+)$/m.exec(status)?.[1] ?? '0'}`);
+  return (effective & (1n << BigInt(bit))) !== 0n;
 }
 
 describe('ctrvol setup on a blank loop device', () => {
@@ -156,6 +165,38 @@ describe('ctrvol setup on a blank loop device', () => {
       'the disk now under the configured name stays blank',
     );
   });
+
+  for (const filesystem of ['xfs', 'ext4'] as const) {
+    test(`grows the ${filesystem} filesystem online when the device was enlarged`, async (t) => {
+      const rig = await makeRig(t, { filesystem });
+      assert.equal((await rig.setup()).exitCode, 0);
+      const before = await statfs(rig.mountPoint);
+      await writeFile(path.join(rig.mountPoint, 'kept'), 'through the growth');
+
+      await growLoopDevice(rig.device, 1024 * 1024 * 1024);
+      const result = await rig.setup();
+
+      assert.equal(result.exitCode, 0, result.stderr);
+      if (filesystem === 'ext4' && !(await hasCapability(sysResource))) {
+        // Online ext4 growth is an ioctl that needs CAP_SYS_RESOURCE, which this sandbox's root
+        // lacks; the VM suite grows ext4 for real. Here: a clear warning, and setup still works.
+        assert.match(result.stderr, /WARN grow: could not grow the filesystem; it keeps its size/);
+        return;
+      }
+
+      assert.match(result.stderr, /grow: grew the filesystem from [\d.]+ MiB to [\d.]+ (MiB|GiB)/);
+      const after = await statfs(rig.mountPoint);
+      assert.ok(
+        after.blocks * after.bsize > 1.8 * before.blocks * before.bsize,
+        `${before.blocks * before.bsize} -> ${after.blocks * after.bsize}`,
+      );
+      assert.equal(await readFile(path.join(rig.mountPoint, 'kept'), 'utf8'), 'through the growth');
+      assert.match(
+        (await rig.setup()).stderr,
+        /grow: already done: the filesystem fills its device/,
+      );
+    });
+  }
 
   test('prints the plan on --dry-run and changes nothing', async (t) => {
     const rig = await makeRig(t);

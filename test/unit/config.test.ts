@@ -36,6 +36,11 @@ describe('the config', () => {
         sandboxImageArchive: '/etc/eks/pause.tar',
       },
       prune: { enabled: true, highPercent: 80, lowPercent: 70, minAgeSeconds: 300, keep: [] },
+      monitor: {
+        schedule: '*/5 * * * *',
+        warnPercent: { root: 80, volume: 90 },
+        metrics: { namespace: 'ctrvol', dimensions: {} },
+      },
     });
   });
 
@@ -119,6 +124,15 @@ describe('the config', () => {
     [
       'volume: {device: /dev/xvdb}\ncontainerd: {namespace: default}',
       'config: containerd.namespace: unknown key; check the spelling',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\nmonitor: {schedule: "every five minutes"}',
+      'config: monitor.schedule: got "every five minutes"; allowed: a cron expression of 5 or 6 ' +
+        'fields, such as "*/5 * * * *"',
+    ],
+    [
+      'volume: {device: /dev/xvdb}\nmonitor: {metrics: {textfile: /var/lib/ne/ctrvol.txt}}',
+      'config: monitor.metrics.textfile: got "/var/lib/ne/ctrvol.txt"; allowed: a path ending in .prom',
     ],
     [
       'volume: {device: /dev/xvdb, mountpoint: /x}',
