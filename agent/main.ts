@@ -42,19 +42,23 @@ async function main(argv: readonly string[]): Promise<number> {
   const commands = await import('./commands/index.js');
   const logger = commands.createLogger({ format: parsed.common.logFormat, level });
   try {
-    print(await runCommand(commands, parsed, logger));
-    return ExitCode.ok;
+    const result = await runCommand(commands, parsed, logger);
+    print(typeof result === 'string' ? result : result.output);
+    return typeof result === 'string' ? ExitCode.ok : result.exitCode;
   } catch (error) {
     logger.debug({ err: error }, 'command failed');
     return reportError(error);
   }
 }
 
+/** A command's output; `check` also chooses its exit code (node-problem-detector's table). */
+type CommandResult = string | { output: string; exitCode: number };
+
 async function runCommand(
   commands: Commands,
   parsed: ParsedCommand,
   logger: Logger,
-): Promise<string> {
+): Promise<CommandResult> {
   const { common, values } = parsed;
   switch (parsed.command) {
     case 'setup': {
@@ -85,6 +89,14 @@ async function runCommand(
         },
         logger,
       );
+    }
+
+    case 'monitor':
+      return commands.monitor(common, { once: values.once === true }, logger);
+
+    case 'check': {
+      const result = await commands.check(common, logger);
+      return { output: commands.formatCheck(result), exitCode: result.status };
     }
 
     default:

@@ -17,6 +17,8 @@ set -euo pipefail
 readonly unit=ctrvol-setup.service
 # Runs after every containerd start: the sandbox image is there, or restored and pinned.
 readonly verify_unit=ctrvol-verify.service
+# Watches the root disk and the volume on a schedule: warnings, prune, growth, metrics.
+readonly monitor_unit=ctrvol-monitor.service
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source_root=$(dirname "$here")
 bundle=${1:-$source_root/dist/ctrvol.cjs}
@@ -98,19 +100,19 @@ DROPIN
 fi
 
 if ! command -v systemctl >/dev/null; then
-  note "systemctl not found; enable $unit and $verify_unit before the node boots"
+  note "systemctl not found; enable $unit, $verify_unit and $monitor_unit before the node boots"
 elif [[ -n $destdir ]]; then
   # An image tree: enabling only creates symlinks inside it, which the image's own systemd
   # follows when it boots.
-  systemctl --root="$destdir" enable "$unit" "$verify_unit"
+  systemctl --root="$destdir" enable "$unit" "$verify_unit" "$monitor_unit"
 elif [[ -d /run/systemd/system ]]; then
   # A running systemd (an AMI bake on a live instance, or user-data) must reread the unit files
   # before it can enable the new unit.
   systemctl daemon-reload
-  systemctl enable "$unit" "$verify_unit"
+  systemctl enable "$unit" "$verify_unit" "$monitor_unit"
 else
   # Not booted with systemd, as in a chroot image build. Enabling is still needed, or ctrvol
   # would never run at boot; systemctl does it offline by writing the symlinks, and there is no
   # manager to reload.
-  systemctl enable "$unit" "$verify_unit"
+  systemctl enable "$unit" "$verify_unit" "$monitor_unit"
 fi

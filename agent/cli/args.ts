@@ -37,6 +37,10 @@ export const commandFlags = {
     json: { type: 'boolean' },
   },
   verify: {},
+  monitor: {
+    once: { type: 'boolean' },
+  },
+  check: {},
   prune: {
     'dry-run': { type: 'boolean' },
     'target-percent': { type: 'string' },

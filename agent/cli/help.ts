@@ -8,6 +8,8 @@ Commands:
   verify    after containerd starts: its sandbox image is there and pinned, or is
             imported from containerd.sandboxImageArchive and pinned
   prune     remove unused images, least recently used first, down to a target
+  monitor   watch the root and the volume on a schedule: warn, prune, grow, metrics
+  check     node-problem-detector plugin: exit 0 healthy, 1 a problem, 2 cannot tell
 
 Options for every command:
   --config FILE        config file (default: /etc/ctrvol/config.yaml, below --root)
@@ -28,7 +30,10 @@ prune:
   --dry-run            print the ordered plan and what is kept, and why; change nothing
   --target-percent N   usage to prune down to (default: prune.lowPercent)
 
-Exit codes:
+monitor:
+  --once               run one tick and exit
+
+Exit codes (check has its own: 0 healthy, 1 a problem, 2 cannot tell):
   0  ok
   1  a step failed while acting
   2  usage or config error (nothing was changed)

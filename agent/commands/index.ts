@@ -4,6 +4,8 @@
  * scripts/build.mjs), so `ctrvol --version` and `ctrvol --help` cost little more than Node.
  */
 export { createLogger } from '../log/logger.js';
+export { check, formatCheck } from './check.js';
+export { monitor } from './monitor.js';
 export { prune } from './prune.js';
 export { setup } from './setup.js';
 export { formatStatus, getStatus } from './status.js';

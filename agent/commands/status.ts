@@ -1,8 +1,9 @@
-import { statfs } from 'node:fs/promises';
 import type { CommonOptions } from '../cli/args.js';
 import { getBlockDevice } from '../host/block.js';
 import { realHost } from '../host/host.js';
 import { getMountAt, readMountInfo } from '../host/mountinfo.js';
+import { measureFilesystem, type FilesystemUsage } from '../host/usage.js';
+import { readMonitorState, type MonitorState } from '../monitor/state.js';
 import { getPaths } from '../state/paths.js';
 import { readState, type SetupState } from '../state/state.js';
 import { formatBytes } from '../text.js';
@@ -13,22 +14,35 @@ export interface StatusReport {
   mounted: boolean;
   /** What is mounted at the mount point now, when it is not the recorded volume. */
   mountedInstead: string | undefined;
-  usage: { totalBytes: number; usedBytes: number; percent: number } | undefined;
+  usage: FilesystemUsage | undefined;
+  /** What the monitor last saw and did, when it has run. */
+  monitor: Pick<MonitorState, 'lastTick' | 'prune'> | undefined;
 }
 
-/** Reads what setup recorded and checks it against the live machine. Needs no config. */
+/** Reads what setup and the monitor recorded and checks it against the live machine. */
 export async function getStatus(common: CommonOptions): Promise<StatusReport> {
-  const state = await readState(getPaths(common.root).stateFile);
+  const paths = getPaths(common.root);
+  const state = await readState(paths.stateFile);
+  const monitorState = await readMonitorState(paths.stateDir);
+  const monitor =
+    monitorState.lastTick === undefined
+      ? undefined
+      : { lastTick: monitorState.lastTick, prune: monitorState.prune };
   if (state === undefined) {
-    return { setUp: false, state, mounted: false, mountedInstead: undefined, usage: undefined };
+    return {
+      setUp: false,
+      state,
+      mounted: false,
+      mountedInstead: undefined,
+      usage: undefined,
+      monitor,
+    };
   }
 
   const mount = getMountAt(await readMountInfo(realHost), state.mountPoint);
-  const device = await getBlockDevice(realHost, `/dev/disk/by-uuid/${state.uuid}`).catch(() =>
-    getBlockDevice(realHost, state.device).catch(() => undefined),
-  );
+  const device = await getBlockDevice(realHost, state.device).catch(() => undefined);
   const mounted = mount !== undefined && mount.majorMinor === device?.majorMinor;
-  const usage = mounted ? await getUsage(state.mountPoint) : undefined;
+  const usage = mounted ? await measureFilesystem(state.mountPoint) : undefined;
 
   return {
     setUp: true,
@@ -36,14 +50,8 @@ export async function getStatus(common: CommonOptions): Promise<StatusReport> {
     mounted,
     mountedInstead: mount !== undefined && !mounted ? mount.source : undefined,
     usage,
+    monitor,
   };
-}
-
-async function getUsage(dir: string): Promise<StatusReport['usage']> {
-  const stats = await statfs(dir);
-  const totalBytes = stats.blocks * stats.bsize;
-  const usedBytes = (stats.blocks - stats.bfree) * stats.bsize;
-  return { totalBytes, usedBytes, percent: Math.round((usedBytes / totalBytes) * 1000) / 10 };
 }
 
 export function formatStatus(report: StatusReport): string {
@@ -55,6 +63,7 @@ export function formatStatus(report: StatusReport): string {
   const headline = report.mounted
     ? `ctrvol: ${state.mountPoint} is on its own volume`
     : `ctrvol: volume NOT mounted at ${state.mountPoint}`;
+  const instead = report.mountedInstead === undefined ? '' : ` (${report.mountedInstead} is)`;
   const rows: [string, string][] = [
     ['device', `${state.device} (at setup)`],
     ['uuid', state.uuid],
@@ -63,12 +72,15 @@ export function formatStatus(report: StatusReport): string {
       'mount',
       report.mounted
         ? `${state.mountPoint}, mounted`
-        : `${state.mountPoint}, not mounted${report.mountedInstead === undefined ? '' : ` (${report.mountedInstead} is)`}`,
+        : `${state.mountPoint}, not mounted${instead}`,
     ],
   ];
   if (report.usage !== undefined) {
-    const { usedBytes, totalBytes, percent } = report.usage;
-    rows.push(['usage', `${formatBytes(usedBytes)} of ${formatBytes(totalBytes)} (${percent}%)`]);
+    const { usedBytes, totalBytes, percent, inodePercent } = report.usage;
+    rows.push([
+      'usage',
+      `${formatBytes(usedBytes)} of ${formatBytes(totalBytes)} (${percent}%; inodes ${inodePercent}%)`,
+    ]);
   }
 
   rows.push(['set up', state.setupAt]);
@@ -78,6 +90,28 @@ export function formatStatus(report: StatusReport): string {
       ? 'nothing left under the mount point on the root disk'
       : `${formatBytes(state.hiddenBytes)} of the old store lie under the mount point on the root disk`,
   ]);
+  rows.push(...getMonitorRows(report.monitor));
 
   return `${headline}\n${rows.map(([key, value]) => `  ${key.padEnd(11)} ${value}`).join('\n')}\n`;
+}
+
+function getMonitorRows(monitor: StatusReport['monitor']): [string, string][] {
+  if (monitor?.lastTick === undefined) {
+    return [['monitor', 'no tick recorded (is ctrvol-monitor.service running?)']];
+  }
+
+  const { lastTick, prune } = monitor;
+  const outcome = lastTick.succeeded ? 'ok' : 'with failures (see its journal)';
+  const problems = lastTick.problems.length === 0 ? '' : `; ${lastTick.problems.join('; ')}`;
+  const rows: [string, string][] = [['last tick', `${lastTick.at}, ${outcome}${problems}`]];
+  if (prune.last !== undefined) {
+    const { at, imagesRemoved, bytesFreed, reachedTarget } = prune.last;
+    const reached = reachedTarget ? '' : ', target not reached';
+    rows.push([
+      'last prune',
+      `${at}: ${imagesRemoved} image(s), ${formatBytes(bytesFreed)} freed${reached}`,
+    ]);
+  }
+
+  return rows;
 }

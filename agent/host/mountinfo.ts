@@ -14,6 +14,8 @@ export interface MountEntry {
   options: string;
   fsType: string;
   source: string;
+  /** The superblock's options: an ext4 or xfs that hit I/O errors shows "ro" here. */
+  superOptions: string;
 }
 
 export async function readMountInfo(host: Host): Promise<MountEntry[]> {
@@ -45,6 +47,7 @@ export function parseMountInfo(text: string): MountEntry[] {
       options: fields[5] ?? '',
       fsType: tail[0] ?? '',
       source: unescapeOctal(tail[1] ?? ''),
+      superOptions: tail[2] ?? '',
     });
   }
 

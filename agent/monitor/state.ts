@@ -11,6 +11,8 @@ export interface MonitorState {
   lastTick: { at: string; succeeded: boolean; problems: string[] } | undefined;
   crossed: { root: boolean; volume: boolean };
   problems: { unmounted: boolean; readOnly: boolean };
+  /** The device size at which growing last failed, so that the failure is logged once. */
+  growRefusedAt?: number;
   prune: {
     runsTotal: number;
     imagesRemovedTotal: number;

@@ -106,6 +106,11 @@ describe('ctrvol setup on a blank loop device', () => {
       );
       assert.match(dropIn, /^Requires=ctrvol-setup\.service$/m);
       assert.match(dropIn, /^After=ctrvol-setup\.service$/m);
+      const monitorDropIn = await readFile(
+        path.join(rig.root, 'etc/systemd/system/ctrvol-monitor.service.d/10-ctrvol.conf'),
+        'utf8',
+      );
+      assert.ok(monitorDropIn.includes(`ReadWritePaths=-${rig.mountPoint}`), monitorDropIn);
       assert.equal(existsSync(path.join(rig.root, 'var/lib/ctrvol/format-intent.json')), false);
     });
   }

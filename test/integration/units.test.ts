@@ -537,6 +537,12 @@ describe('packaging/install.sh', () => {
       verifyUnit,
     );
     assert.equal(await readlink(verifyLink), `/${unitDir}/${verifyUnit}`);
+    const monitorLink = path.join(
+      destdir,
+      'etc/systemd/system/multi-user.target.wants',
+      'ctrvol-monitor.service',
+    );
+    assert.equal(await readlink(monitorLink), `/${unitDir}/ctrvol-monitor.service`);
 
     // The installed tree, given the rest of a node's boot, loads as cleanly as the sources do.
     const units = [setupUnit, verifyUnit, ...(await addBootUnits(destdir, 'eks'))];

@@ -1,26 +1,49 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import {
+  getMonitorDropInInputs,
+  monitorDropInPath,
+  renderMonitorDropIn,
+} from '../../metrics/monitor-dropin.js';
 import { containerdDropInPath, renderContainerdDropIn } from '../../systemd/units.js';
-import { act } from '../context.js';
+import { act, getVolume } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 /**
- * containerd learns to wait for ctrvol-setup at every boot. Only the drop-in is written: no
- * fstab line and no .mount unit, so a device missing at boot cannot stall the boot.
+ * containerd learns to wait for ctrvol-setup at every boot. Only drop-ins are written: no fstab
+ * line and no .mount unit, so a device missing at boot cannot stall the boot. The monitor's
+ * drop-in opens the paths the config names (mount point, metrics folders) in its otherwise
+ * read-only sandbox.
  */
 export const wireStep: Step = {
   name: 'wire',
   async run(context, logger) {
-    const file = path.join(context.paths.root, containerdDropInPath);
-    const wanted = renderContainerdDropIn(context.config.onFailure);
-    const current = await readFile(file, 'utf8').catch(() => undefined);
-    if (current === wanted) {
-      return alreadyDone(`${file} is up to date`);
+    const { config, paths } = context;
+    const monitor = getMonitorDropInInputs(config);
+    // The kernel name, not a mapping-name symlink: DeviceAllow= wants the node itself, and setup
+    // rewrites this at every boot, when NVMe names may have moved.
+    const devices = monitor.writableDevices.length > 0 ? [getVolume(context).device.path] : [];
+    const wanted = new Map([
+      [path.join(paths.root, containerdDropInPath), renderContainerdDropIn(config.onFailure)],
+      [path.join(paths.root, monitorDropInPath), renderMonitorDropIn(monitor.paths, devices)],
+    ]);
+    const stale: string[] = [];
+    for (const [file, text] of wanted) {
+      if ((await readFile(file, 'utf8').catch(() => undefined)) !== text) {
+        stale.push(file);
+      }
     }
 
-    await act(context, logger, `write ${file}`, async () => {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, wanted, { mode: 0o644 });
+    if (stale.length === 0) {
+      return alreadyDone('the drop-ins are up to date');
+    }
+
+    await act(context, logger, `write ${stale.join(', ')}`, async () => {
+      for (const file of stale) {
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, wanted.get(file) as string, { mode: 0o644 });
+      }
+
       if (context.systemd) {
         await context.run.run('systemctl', ['daemon-reload']);
       }
