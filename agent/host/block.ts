@@ -2,7 +2,6 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { EnvironmentError } from '../errors.js';
 import { getHostDevPath, getMachineDevPath, type Host } from './host.js';
-import { readMountInfo, getMountAt } from './mountinfo.js';
 
 /** What sysfs says about one block device. */
 export interface BlockDevice {
@@ -96,33 +95,6 @@ export async function readBlockDevice(host: Host, name: string): Promise<BlockDe
     model: await read('device/model'),
     backingFile: await read('loop/backing_file'),
   };
-}
-
-/**
- * Every block device that the root filesystem rests on: the device itself, the disk a partition
- * belongs to, and everything under a dm or md device, followed all the way down.
- */
-export async function getRootDeviceNames(host: Host): Promise<Set<string>> {
-  const rootMount = getMountAt(await readMountInfo(host), '/');
-  const names = new Set<string>();
-  const start =
-    rootMount === undefined ? undefined : await getNameByNumber(host, rootMount.majorMinor);
-  const queue = start === undefined ? [] : [start];
-  while (queue.length > 0) {
-    const name = queue.pop() as string;
-    if (names.has(name)) {
-      continue;
-    }
-
-    names.add(name);
-    const device = await readBlockDevice(host, name);
-    queue.push(...device.slaves);
-    if (device.parent !== undefined) {
-      queue.push(device.parent);
-    }
-  }
-
-  return names;
 }
 
 /** Devices the kernel is swapping to, by kernel name. */

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { getBlockDevice, getRootDeviceNames } from '../../agent/host/block.js';
+import { getRootDiskNames } from '../../agent/disks/inventory.js';
+import { getBlockDevice } from '../../agent/host/block.js';
 import { buildHostTree, mountLine } from './fixtures/host-tree.js';
 
 // Each shape puts "/" somewhere else; the guard must find every disk underneath it.
@@ -50,6 +51,17 @@ const shapes = [
     expected: ['dm-0', 'xvda', 'xvda2'],
   },
   {
+    // btrfs gives every subvolume an anonymous device number: only the mount source names it.
+    name: 'root on btrfs, whose mountinfo number is anonymous',
+    devices: [
+      { name: 'nvme0n1', majorMinor: '259:0' },
+      { name: 'nvme0n1p2', majorMinor: '259:2', parent: 'nvme0n1' },
+      { name: 'nvme1n1', majorMinor: '259:3' },
+    ],
+    root: { majorMinor: '0:31', source: '/dev/nvme0n1p2' },
+    expected: ['nvme0n1', 'nvme0n1p2'],
+  },
+  {
     name: 'root on an overlay with no block device behind it',
     devices: [{ name: 'loop0', majorMinor: '7:0' }],
     root: { majorMinor: '0:45', source: 'overlay' },
@@ -67,7 +79,7 @@ describe('the root-disk guard', () => {
       );
       t.after(fixture.cleanup);
 
-      const names = await getRootDeviceNames(fixture.host);
+      const names = await getRootDiskNames(fixture.host);
 
       assert.deepEqual([...names].sort(), shape.expected);
     });

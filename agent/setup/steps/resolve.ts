@@ -3,12 +3,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError } from '../../errors.js';
-import {
-  type BlockDevice,
-  getBlockDevice,
-  getRootDeviceNames,
-  getSwapDeviceNames,
-} from '../../host/block.js';
+import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
+import { getRootDiskNames } from '../../disks/inventory.js';
 import { getHostDevPath } from '../../host/host.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import { isBlank, probeSignatures, type Signatures } from '../../host/signatures.js';
@@ -105,7 +101,7 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse('has no capacity (0 bytes); is the medium attached?');
   }
 
-  const rootNames = await getRootDeviceNames(host);
+  const rootNames = await getRootDiskNames(host);
   if ([...names].some((name) => rootNames.has(name))) {
     throw refuse('holds the root filesystem; ctrvol never touches the root disk');
   }
