@@ -19,7 +19,7 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  minify: true,
+  minify: process.env.CTRVOL_BUILD_DEBUG === undefined,
   // Names stay readable in stack traces an operator may paste into an issue.
   keepNames: true,
   legalComments: 'none',

@@ -47,57 +47,70 @@ export async function buildManifest(
   dir: string,
   options: ManifestOptions = {},
 ): Promise<Manifest> {
-  const exclude = options.exclude ?? new Set<string>();
-  const isExcluded = (relative: string) => exclude.has(relative.split('/')[0] ?? '');
-  const listing = await run.run('find', [dir, '-xdev', '-printf', findFormat], listingOptions);
+  const excluded = [...(options.exclude ?? [])];
+  const isExcluded = (relative: string) =>
+    excluded.some((name) => relative === name || relative.startsWith(`${name}/`));
+  const [listing, xattrs] = await Promise.all([
+    run.run('find', [dir, '-xdev', '-printf', findFormat], listingOptions),
+    listXattrNames(run, dir),
+  ]);
+
+  // One pass over the fields, without a temporary array per entry: a store holds tens of
+  // thousands of entries and this runs at boot, twice.
   const fields = listing.stdout.split('\0');
-  const entries: { relative: string; inode: string; links: number; entry: ManifestEntry }[] = [];
+  const manifest: Manifest = new Map();
+  const linked: { relative: string; inode: string; entry: ManifestEntry }[] = [];
+  const special: { relative: string; entry: ManifestEntry }[] = [];
   for (let index = 0; index + fieldCount <= fields.length; index += fieldCount) {
-    const [type, mode, uid, gid, size, mtime, links, inode, target, relative] = fields.slice(
-      index,
-      index + fieldCount,
-    ) as [string, string, string, string, string, string, string, string, string, string];
-    if (relative !== '' && isExcluded(relative)) {
+    const relative = fields[index + 9] as string;
+    if (relative !== '' && excluded.length > 0 && isExcluded(relative)) {
       continue;
     }
 
-    // A directory's size is an artefact of its filesystem, not of its contents.
-    const shownSize = type === 'd' ? '-' : size;
-    const entry = { type, mode, owner: `${uid}:${gid}`, size: shownSize, mtime, target };
-    entries.push({
-      relative,
-      inode,
-      links: Number(links),
-      entry: { ...entry, link: '', xattrs: '', rdev: '', sha256: '' },
-    });
+    const type = fields[index] as string;
+    const entry: ManifestEntry = {
+      type,
+      mode: fields[index + 1] as string,
+      owner: `${fields[index + 2]}:${fields[index + 3]}`,
+      // A directory's size is an artefact of its filesystem, not of its contents.
+      size: type === 'd' ? '-' : (fields[index + 4] as string),
+      mtime: fields[index + 5] as string,
+      target: fields[index + 8] as string,
+      link: '',
+      xattrs: xattrs.get(relative) ?? '',
+      rdev: '',
+      sha256: '',
+    };
+    manifest.set(relative, entry);
+    if (type !== 'd' && fields[index + 6] !== '1') {
+      linked.push({ relative, inode: fields[index + 7] as string, entry });
+    }
+
+    if (type === 'c' || type === 'b' || (options.content === true && type === 'f')) {
+      special.push({ relative, entry });
+    }
   }
 
   // Inode numbers differ between filesystems; what must match is which paths share one.
   const groups = new Map<string, string>();
-  for (const entry of entries) {
-    if (entry.entry.type !== 'd' && entry.links > 1) {
-      const first = groups.get(entry.inode);
-      if (first === undefined || entry.relative < first) {
-        groups.set(entry.inode, entry.relative);
-      }
+  for (const { relative, inode } of linked) {
+    const first = groups.get(inode);
+    if (first === undefined || relative < first) {
+      groups.set(inode, relative);
     }
   }
 
-  const xattrs = await listXattrNames(run, dir);
-  const manifest: Manifest = new Map();
-  for (const { relative, inode, links, entry } of entries) {
+  for (const { inode, entry } of linked) {
+    entry.link = groups.get(inode) ?? '';
+  }
+
+  for (const { relative, entry } of special) {
     const absolute = toFsPath(dir, relative);
-    entry.link = entry.type !== 'd' && links > 1 ? (groups.get(inode) ?? '') : '';
-    entry.xattrs = xattrs.get(relative) ?? '';
-    if (entry.type === 'c' || entry.type === 'b') {
+    if (entry.type === 'f') {
+      entry.sha256 = await hashFile(absolute);
+    } else {
       entry.rdev = String((await lstat(absolute, { bigint: true })).rdev);
     }
-
-    if (options.content === true && entry.type === 'f') {
-      entry.sha256 = await hashFile(absolute);
-    }
-
-    manifest.set(relative, entry);
   }
 
   return manifest;
@@ -112,7 +125,10 @@ const listingOptions = { encoding: 'latin1', maxBuffer: 1 << 30 } as const;
 
 /** The bytes of a manifest key, below a directory, for the fs calls that need the real name. */
 export function toFsPath(dir: string, relative: string): Buffer {
-  return Buffer.from(relative === '' ? dir : `${dir}/${relative}`, 'latin1');
+  const top = Buffer.from(dir);
+  return relative === ''
+    ? top
+    : Buffer.concat([top, Buffer.from('/'), Buffer.from(relative, 'latin1')]);
 }
 
 /** Each relative path's xattr names, sorted, as one string. getfattr -m - lists every namespace. */
@@ -166,11 +182,25 @@ async function hashFile(file: Buffer): Promise<string> {
   return hash.digest('hex');
 }
 
+const entryFields: readonly (keyof ManifestEntry)[] = [
+  'type',
+  'mode',
+  'owner',
+  'size',
+  'mtime',
+  'target',
+  'link',
+  'xattrs',
+  'rdev',
+  'sha256',
+];
+
 /** One digest of a whole manifest, to tell later whether a tree is still what it was. */
 export function getManifestDigest(manifest: Manifest): string {
   const hash = createHash('sha256');
   for (const relative of [...manifest.keys()].sort()) {
-    hash.update(`${relative}\0${JSON.stringify(manifest.get(relative))}\n`, 'latin1');
+    const entry = manifest.get(relative) as ManifestEntry;
+    hash.update(`${relative}\0${entryFields.map((field) => entry[field]).join('\0')}\n`, 'latin1');
   }
 
   return hash.digest('hex');
@@ -186,11 +216,14 @@ export function compareManifests(source: Manifest, copy: Manifest): string[] {
       continue;
     }
 
-    const fields = (Object.keys(entry) as (keyof ManifestEntry)[]).filter(
-      (field) => entry[field] !== other[field],
-    );
-    if (fields.length > 0) {
-      const changes = fields.map((field) => `${field} "${entry[field]}" → "${other[field]}"`);
+    let changes: string[] | undefined;
+    for (const field of entryFields) {
+      if (entry[field] !== other[field]) {
+        (changes ??= []).push(`${field} "${entry[field]}" → "${other[field]}"`);
+      }
+    }
+
+    if (changes !== undefined) {
       differences.push(`/${showName(relative)}: ${changes.join(', ')}`);
     }
   }

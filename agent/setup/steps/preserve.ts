@@ -169,29 +169,32 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
     { bytes: source.bytes, inodes: source.inodes },
     `copying ${mountPoint} onto the volume`,
   );
+  const content = context.verify === 'content';
   // cp as root keeps owners, modes, timestamps, hard links, holes, device nodes (overlay
   // whiteouts) and, with xattr named explicitly, fails rather than silently dropping any xattr:
   // trusted.overlay.*, security.capability, security.selinux and ACLs all live there.
-  await context.run.run('cp', [
-    '--archive',
-    '--preserve=all,xattr',
-    '--one-file-system',
-    '--sparse=auto',
-    `${mountPoint}/.`,
-    staging,
+  // The source is quiet (quiesce saw to that), so its manifest is read while cp runs.
+  const copying = context.run
+    .run('cp', [
+      '--archive',
+      '--preserve=all,xattr',
+      '--one-file-system',
+      '--sparse=auto',
+      `${mountPoint}/.`,
+      staging,
+    ])
+    // cp does not sync, and the marker must never reach the disk before the data it vouches for.
+    .then(() => context.run.run('sync', ['--file-system', staging]));
+  const [original] = await Promise.all([
+    buildManifest(context.run, mountPoint, { content }),
+    copying,
   ]);
-  // cp does not sync, and the marker must never reach the disk before the data it vouches for.
-  await context.run.run('sync', ['--file-system', staging]);
 
-  const content = context.verify === 'content';
   // mkfs.ext4 makes lost+found: it belongs to the volume, not to the copy, unless the source
   // had one too.
   const sourceHasLostFound = existsSync(path.join(mountPoint, 'lost+found'));
   const exclude = new Set(sourceHasLostFound ? [volumeMetaDir] : [volumeMetaDir, 'lost+found']);
-  const [original, copy] = await Promise.all([
-    buildManifest(context.run, mountPoint, { content }),
-    buildManifest(context.run, staging, { content, exclude }),
-  ]);
+  const copy = await buildManifest(context.run, staging, { content, exclude });
   const differences = compareManifests(original, copy);
   if (differences.length > 0) {
     throw new StepError(
