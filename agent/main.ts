@@ -92,7 +92,11 @@ async function runCommand(
     }
 
     case 'monitor':
-      return commands.monitor(common, { once: values.once === true }, logger);
+      return commands.monitor(
+        common,
+        { once: values.once === true, ticks: values.ticks as string | undefined },
+        logger,
+      );
 
     case 'check': {
       const result = await commands.check(common, logger);

@@ -39,6 +39,7 @@ export const commandFlags = {
   verify: {},
   monitor: {
     once: { type: 'boolean' },
+    ticks: { type: 'string' },
   },
   check: {},
   prune: {

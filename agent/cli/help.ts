@@ -32,6 +32,7 @@ prune:
 
 monitor:
   --once               run one tick and exit
+  --ticks N            run N ticks back to back, then print their CPU and memory cost
 
 Exit codes (check has its own: 0 healthy, 1 a problem, 2 cannot tell):
   0  ok
