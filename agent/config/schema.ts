@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { validate as validateCron } from 'node-cron';
 import * as z from 'zod/mini';
+import { parseSelector } from '../disks/selectors.js';
 
 /**
  * The whole config, validated once before any step runs. Every rule here has a message that says
@@ -22,6 +23,16 @@ const isNormalAbsolute = (value: string) =>
   path.isAbsolute(value) &&
   path.normalize(value) === value &&
   (value === '/' || !value.endsWith('/'));
+
+/** The forms agent/disks/selectors.ts resolves; paths must sit under /dev. */
+function isSelector(value: string): boolean {
+  try {
+    const selector = parseSelector(value);
+    return selector.kind !== 'path' || (value.startsWith('/dev/') && isNormalAbsolute(value));
+  } catch {
+    return false;
+  }
+}
 
 const absolutePath = z
   .string()
@@ -51,8 +62,10 @@ const mountOption = z.string().check(
 const volumeSchema = z
   .strictObject({
     device: z.string().check(
-      z.refine((value) => value.startsWith('/dev/') && isNormalAbsolute(value), {
-        error: 'a block device path under /dev',
+      z.refine(isSelector, {
+        error:
+          'a device path under /dev, a block-device mapping name (xvdb, /dev/sdf), ' +
+          'an EBS volume id (vol-0123…) or "auto"',
       }),
     ),
     filesystem: z._default(z.enum(['xfs', 'ext4']), 'xfs'),

@@ -150,7 +150,11 @@ describe('ctrvol setup refuses, changing nothing', () => {
     const config = await readFile(rig.configFile, 'utf8');
     await rig.writeConfig(config.replace(rig.device.path, '/dev/ctrvol-test-absent'));
 
-    await assertRefused(rig, 3, /\/dev\/ctrvol-test-absent: no such device after waiting 0 s/);
+    await assertRefused(
+      rig,
+      3,
+      /\/dev\/ctrvol-test-absent: no such device; seen: .*loop\d+ \(512\.0 MiB.* \(after waiting 0 s\)/,
+    );
   });
 
   test('a store that a live containerd is using, with exit code 3', async (t) => {

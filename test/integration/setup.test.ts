@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, stat, statfs, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, stat, statfs, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
@@ -282,5 +282,51 @@ describe('ctrvol setup carrying the old store onto the volume', () => {
     assert.equal((await readState(rig.root)).hiddenBytes, 0);
     await execa('umount', [rig.mountPoint]);
     assert.deepEqual(await execa('ls', ['-A', rig.mountPoint]).then((r) => r.stdout), '');
+  });
+});
+
+describe('ctrvol setup finding the device', () => {
+  // Names no real device here has: xvd and two letters, as an EC2 mapping name can be.
+  const linkName = (suffix: string) => `xvd${suffix}`;
+
+  async function linkTo(t: { after(fn: () => Promise<void>): void }, name: string, target: string) {
+    const link = `/dev/${name}`;
+    assert.equal(existsSync(link), false, `${link} already exists; not touching it`);
+    await symlink(target, link);
+    t.after(() => rm(link, { force: true }));
+  }
+
+  test('resolves a block-device mapping name through its udev link', async (t) => {
+    const rig = await makeRig(t);
+    await linkTo(t, linkName('zy'), rig.device.path);
+    const config = await readFile(rig.configFile, 'utf8');
+    await rig.writeConfig(
+      config.replace(`device: ${rig.device.path}`, `device: ${linkName('zy')}`),
+    );
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stderr, /resolved xvdzy device=\/dev\/loop\d+ via="udev link"/);
+    assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
+  });
+
+  test('waits for a device that appears five seconds after setup starts', async (t) => {
+    const rig = await makeRig(t);
+    const config = await readFile(rig.configFile, 'utf8');
+    await rig.writeConfig(
+      config
+        .replace(`device: ${rig.device.path}`, `device: /dev/${linkName('zx')}`)
+        .replace('waitSeconds: 0', 'waitSeconds: 30'),
+    );
+
+    const running = rig.spawnSetup();
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    await linkTo(t, linkName('zx'), rig.device.path);
+    const result = await running;
+
+    assert.equal(result.exitCode, 0, String(result.stderr));
+    assert.match(String(result.stderr), /waiting for the device to appear/);
+    assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
   });
 });

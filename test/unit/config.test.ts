@@ -3,6 +3,12 @@ import { describe, test } from 'node:test';
 import { parseConfig } from '../../agent/config/load.js';
 
 describe('the config', () => {
+  for (const device of ['xvdb', '/dev/sdf', 'vol-0123456789abcdef0', 'auto', '/dev/disk/by-id/x']) {
+    test(`accepts volume.device: ${device}`, () => {
+      assert.equal(parseConfig(`volume: {device: "${device}"}`).volume.device, device);
+    });
+  }
+
   test('rejects a YAML alias bomb with exit code 2 instead of expanding it', () => {
     const bomb = [
       'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]',
@@ -51,8 +57,14 @@ describe('the config', () => {
       'config: volume.filesystem: got "btrfs"; allowed: "xfs" | "ext4"',
     ],
     [
-      'volume: {device: xvdb}',
-      'config: volume.device: got "xvdb"; allowed: a block device path under /dev',
+      'volume: {device: nvme1n1}',
+      'config: volume.device: got "nvme1n1"; allowed: a device path under /dev, a block-device ' +
+        'mapping name (xvdb, /dev/sdf), an EBS volume id (vol-0123…) or "auto"',
+    ],
+    [
+      'volume: {device: /srv/disk.img}',
+      'config: volume.device: got "/srv/disk.img"; allowed: a device path under /dev, a ' +
+        'block-device mapping name (xvdb, /dev/sdf), an EBS volume id (vol-0123…) or "auto"',
     ],
     ['{}', 'config: volume: got nothing; allowed: a mapping of keys'],
     [

@@ -30,7 +30,11 @@ const refusals = [
   { device: '/dev/nvme3n1', message: /is mounted at \/mnt\/data/ },
   { device: '/dev/nvme4n1', message: /is in use as swap/ },
   { device: '/dev/nvme5n1', message: /has partitions \(nvme5n1p1\)/ },
-  { device: '/dev/nvme9n1', message: /no such device after waiting 0 s/ },
+  {
+    device: '/dev/nvme9n1',
+    message:
+      /^\/dev\/nvme9n1: no such device; seen: nvme0n1 \(1\.0 GiB, .*root\); nvme1n1 .* \(after waiting 0 s\)$/,
+  },
 ];
 
 describe('the resolve step refuses devices ctrvol must not touch', () => {

@@ -2,10 +2,11 @@ import { access, lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
-import { ConfigError, EnvironmentError } from '../../errors.js';
+import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
-import { getRootDiskNames } from '../../disks/inventory.js';
-import { getHostDevPath } from '../../host/host.js';
+import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
+import { getRootDiskNames, readInventory } from '../../disks/inventory.js';
+import { isMissingDevice, parseSelector, resolveSelector } from '../../disks/selectors.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import { isBlank, probeSignatures, type Signatures } from '../../host/signatures.js';
 import type { Logger } from '../../log/logger.js';
@@ -52,34 +53,50 @@ async function findDevice(context: SetupContext, logger: Logger): Promise<BlockD
     logger.warn({ uuid }, 'the recorded volume is gone; using the configured device');
   }
 
-  await waitForDevice(context, logger);
-  return getBlockDevice(context.host, context.config.volume.device);
+  return waitForSelector(context, logger);
 }
 
-async function waitForDevice(context: SetupContext, logger: Logger): Promise<void> {
-  const { device, waitSeconds } = context.config.volume;
-  const hostPath = getHostDevPath(context.host, device);
+/**
+ * Resolves volume.device (a path, a mapping name, a volume id or "auto") against the machine's
+ * disks, polling while it names nothing yet: an EBS volume can attach, and udev can create its
+ * mapping-name link, well into the boot. On timeout the error lists every disk seen.
+ */
+async function waitForSelector(context: SetupContext, logger: Logger): Promise<BlockDevice> {
+  const { device, waitSeconds, label } = context.config.volume;
+  const selector = parseSelector(device);
+  // Only names and "auto" need the NVMe Identify data; reading it runs nvme-cli per disk.
+  const identify =
+    selector.kind === 'mapping-name' || selector.kind === 'auto'
+      ? cacheIdentifyReader(createIdentifyReader(context.run))
+      : undefined;
+  const getSignatures = (disk: { path: string }) => probeSignatures(context.run, disk.path);
   const deadline = Date.now() + waitSeconds * 1000;
   let nextLog = 0;
   for (;;) {
-    if (
-      await access(hostPath).then(
-        () => true,
-        () => false,
-      )
-    ) {
-      return;
-    }
+    const inventory = await readInventory(context.host, { identify });
+    try {
+      const found = await resolveSelector(inventory, selector, { label, getSignatures });
+      if (selector.kind !== 'path') {
+        logger.info({ device: found.disk.path, via: found.via }, `resolved ${device}`);
+      }
 
-    if (Date.now() >= deadline) {
-      throw new EnvironmentError(`${device}: no such device after waiting ${waitSeconds} s`, {
-        hint: 'check that the volume is attached, or raise volume.waitSeconds',
-      });
-    }
+      return await getBlockDevice(context.host, found.disk.path);
+    } catch (error) {
+      if (!isMissingDevice(error)) {
+        throw error;
+      }
 
-    if (Date.now() >= nextLog) {
-      logger.info({ device, waitSeconds }, 'waiting for the device to appear');
-      nextLog = Date.now() + 5000;
+      if (Date.now() >= deadline) {
+        throw new EnvironmentError(`${getErrorLine(error)} (after waiting ${waitSeconds} s)`, {
+          cause: error,
+          hint: 'check that the volume is attached, or raise volume.waitSeconds',
+        });
+      }
+
+      if (Date.now() >= nextLog) {
+        logger.info({ device, waitSeconds }, 'waiting for the device to appear');
+        nextLog = Date.now() + 5000;
+      }
     }
 
     await sleep(500);
