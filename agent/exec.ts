@@ -35,11 +35,16 @@ export interface RunResult {
 
 export interface Runner {
   run(file: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Calls made, and the time during which at least one child was running. */
   readonly stats: { calls: number; childMs: number };
 }
 
 export function createRunner(logger: Logger): Runner {
   const stats = { calls: 0, childMs: 0 };
+  // Children may run side by side (find beside cp); childMs counts the time at least one ran,
+  // so that wall time minus childMs is ctrvol's own time and never less.
+  let running = 0;
+  let busySince = 0;
 
   async function run(
     file: string,
@@ -49,6 +54,11 @@ export function createRunner(logger: Logger): Runner {
     const command = [file, ...args].join(' ');
     logger.debug({ argv: [file, ...args] }, 'running');
     const started = performance.now();
+    if (running === 0) {
+      busySince = started;
+    }
+
+    running += 1;
     const result = await execa(file, args, {
       reject: false,
       stripFinalNewline: false,
@@ -58,9 +68,13 @@ export function createRunner(logger: Logger): Runner {
       maxBuffer: options.maxBuffer ?? 100_000_000,
       env: { LC_ALL: 'C', ...options.env },
     });
-    const durationMs = performance.now() - started;
+    const ended = performance.now();
+    const durationMs = ended - started;
     stats.calls += 1;
-    stats.childMs += durationMs;
+    running -= 1;
+    if (running === 0) {
+      stats.childMs += ended - busySince;
+    }
 
     if (result.failed && result.exitCode === undefined) {
       const cause = result.cause as NodeJS.ErrnoException | undefined;
