@@ -6,7 +6,7 @@ import { realHost } from '../host/host.js';
 import type { Logger } from '../log/logger.js';
 import { runDaemon } from '../monitor/daemon.js';
 import type { MonitorSnapshot } from '../monitor/snapshot.js';
-import { runTick, type TickContext } from '../monitor/tick.js';
+import { closeTickContext, runTick, type TickContext } from '../monitor/tick.js';
 import { getPaths } from '../state/paths.js';
 
 export interface MonitorOptions {
@@ -31,7 +31,11 @@ export async function monitor(
     logger,
   };
   if (ticks !== undefined) {
-    return runTicks(context, ticks);
+    try {
+      return await runTicks(context, ticks);
+    } finally {
+      closeTickContext(context);
+    }
   }
 
   const stop = new AbortController();

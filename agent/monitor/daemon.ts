@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { schedule, setLogger } from 'node-cron';
 import type { Logger } from '../log/logger.js';
-import { runTick, type TickContext } from './tick.js';
+import { closeTickContext, runTick, type TickContext } from './tick.js';
 
 // systemd's default stop timeout is 90 s, but a monitor that takes more than a second to stop
 // holds up every shutdown and package upgrade; a tick cut short is simply done again next time.
@@ -56,6 +56,7 @@ export async function runDaemon(context: TickContext, signal: AbortSignal): Prom
     await Promise.race([running, sleep(stopWaitMs)]);
   }
 
+  closeTickContext(context);
   logger.info('monitor stopped');
 }
 

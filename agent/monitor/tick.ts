@@ -24,6 +24,24 @@ export interface TickContext {
   host: Host;
   run: Runner;
   logger: Logger;
+  /** A CRI channel kept from tick to tick, so that each tick does not build one anew. */
+  cri?: CriClient | undefined;
+}
+
+/** The kept CRI client, or a new one after a failure or on the first tick. */
+async function getClient(context: TickContext): Promise<CriClient> {
+  context.cri ??= await connectCri(context.config, context.logger);
+  return context.cri;
+}
+
+function dropClient(context: TickContext): void {
+  context.cri?.close();
+  context.cri = undefined;
+}
+
+/** Closes the kept CRI channel when the monitor stops. */
+export function closeTickContext(context: TickContext): void {
+  dropClient(context);
 }
 
 /**
@@ -51,16 +69,17 @@ export async function runTick(context: TickContext): Promise<MonitorSnapshot> {
   noteProblems(state, seen, logger);
 
   if (seen.mounted) {
-    const client = await connectCri(config, logger).catch((error: unknown) => {
+    const client = await getClient(context).catch((error: unknown) => {
       fail('containerd is not answering; image records and prune skipped this tick')(error);
       return undefined;
     });
     if (client !== undefined) {
-      try {
-        await recordImageUse(client, paths).catch(fail('could not record which images are in use'));
-        await pruneIfFull(context, client, seen, state).catch(fail('prune failed'));
-      } finally {
-        client.close();
+      const before = succeeded;
+      await recordImageUse(client, paths).catch(fail('could not record which images are in use'));
+      await pruneIfFull(context, client, seen, state).catch(fail('prune failed'));
+      if (succeeded !== before) {
+        // containerd may have restarted under the channel: a fresh one next time.
+        dropClient(context);
       }
     }
 
