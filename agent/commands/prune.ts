@@ -4,7 +4,10 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { findSandboxImage } from '../containerd/sandbox-image.js';
 import type { CriClient, CriImage } from '../cri/client.js';
-import { StepError, UsageError } from '../errors.js';
+import { EnvironmentError, StepError, UsageError } from '../errors.js';
+import { realHost } from '../host/host.js';
+import { acquireLock } from '../host/lock.js';
+import { inspect } from '../monitor/inspect.js';
 import { measureFilesystem, type FilesystemUsage } from '../host/usage.js';
 import {
   getImagesInUse,
@@ -44,6 +47,19 @@ export async function prune(
   const targetPercent = getTarget(options.targetPercent, config.prune.lowPercent);
   const client = await connectCri(config, logger);
   try {
+    const paths = getPaths(common.root);
+    const { mountPoint } = config.volume;
+    const seen = await inspect(realHost, paths.stateFile, mountPoint, config.monitor.warnPercent);
+    if (!seen.mounted) {
+      // statfs would measure the root disk, and prune would empty containerd's store there.
+      throw new EnvironmentError(
+        `the volume is not mounted at ${mountPoint}; nothing was removed`,
+        {
+          hint: 'run ctrvol setup first',
+        },
+      );
+    }
+
     const usageFile = path.join(getPaths(common.root).stateDir, 'images.json');
     if (options.dryRun) {
       const plan = await getPlan(config, client, usageFile, false);
@@ -73,7 +89,7 @@ function getTarget(flag: string | undefined, fallback: number): number {
     return fallback;
   }
 
-  const value = Number(flag);
+  const value = /^\d+(\.\d+)?$/.test(flag) ? Number(flag) : Number.NaN;
   if (!Number.isFinite(value) || value <= 0 || value >= 100) {
     throw new UsageError(`--target-percent: got "${flag}"; allowed: a number between 0 and 100`);
   }
@@ -90,6 +106,7 @@ async function getPlan(
   client: CriClient,
   usageFile: string,
   record: boolean,
+  logger?: Logger,
 ): Promise<PrunePlan> {
   const { listPinnedImageNames } = await import('../cri/index.js');
   const [sandbox, images, containers, pinnedNames, stored] = await Promise.all([
@@ -97,7 +114,9 @@ async function getPlan(
     client.listImages(),
     client.listContainers(),
     listPinnedImageNames(client),
-    readUsage(usageFile),
+    readUsage(usageFile, (why) =>
+      logger?.warn({ why }, 'the image usage record is damaged; starting a new one'),
+    ),
   ]);
   const nodeImages = images.map(toNodeImage);
   const now = Date.now();
@@ -146,8 +165,26 @@ export async function pruneToTarget(
   logger: Logger,
 ): Promise<PruneResult> {
   const mountPoint = config.volume.mountPoint;
+  // One prune at a time, the monitor's and a manual one alike: two would each remove what the
+  // other's measurement already counted as freed.
+  const lock = await acquireLock(path.join(path.dirname(usageFile), 'prune.lock'), { waitMs: 0 });
+  try {
+    return await pruneLocked(config, client, usageFile, targetPercent, logger, mountPoint);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function pruneLocked(
+  config: Config,
+  client: CriClient,
+  usageFile: string,
+  targetPercent: number,
+  logger: Logger,
+  mountPoint: string,
+): Promise<PruneResult> {
   const before = await measureFilesystem(mountPoint);
-  const plan = await getPlan(config, client, usageFile, true);
+  const plan = await getPlan(config, client, usageFile, true, logger);
   const removed: PruneResult['removed'] = [];
   let now = before;
 

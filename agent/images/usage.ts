@@ -13,9 +13,51 @@ export interface ImageUsage {
 
 export const emptyUsage = (): ImageUsage => ({ version: 1, images: {} });
 
-export async function readUsage(file: string): Promise<ImageUsage> {
-  const usage = await readJson<ImageUsage>(file).catch(() => undefined);
-  return usage?.version === 1 ? usage : emptyUsage();
+/**
+ * The record, or an empty one when there is none. A damaged record is replaced rather than
+ * refused: starting afresh only makes every image young again, which protects them all, and a
+ * monitor stuck on a bad file would never prune again.
+ */
+export async function readUsage(
+  file: string,
+  onDamaged: (why: string) => void = () => undefined,
+): Promise<ImageUsage> {
+  let usage: unknown;
+  try {
+    usage = await readJson<unknown>(file);
+  } catch (error) {
+    onDamaged((error as Error).message);
+    return emptyUsage();
+  }
+
+  if (usage === undefined) {
+    return emptyUsage();
+  }
+
+  if (!isUsage(usage)) {
+    onDamaged(`${file} is not an image usage record`);
+    return emptyUsage();
+  }
+
+  return usage;
+}
+
+function isUsage(value: unknown): value is ImageUsage {
+  const record = value as Partial<ImageUsage> | null;
+  return (
+    typeof record === 'object' &&
+    record !== null &&
+    record.version === 1 &&
+    typeof record.images === 'object' &&
+    record.images !== null &&
+    Object.values(record.images).every(
+      (entry) =>
+        typeof entry === 'object' &&
+        entry !== null &&
+        typeof entry.firstSeen === 'number' &&
+        (entry.lastUsed === undefined || typeof entry.lastUsed === 'number'),
+    )
+  );
 }
 
 export function writeUsage(file: string, usage: ImageUsage): Promise<void> {

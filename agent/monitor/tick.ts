@@ -75,7 +75,9 @@ export async function runTick(context: TickContext): Promise<MonitorSnapshot> {
     });
     if (client !== undefined) {
       const before = succeeded;
-      await recordImageUse(client, paths).catch(fail('could not record which images are in use'));
+      await recordImageUse(client, paths, logger).catch(
+        fail('could not record which images are in use'),
+      );
       await pruneIfFull(context, client, seen, state).catch(fail('prune failed'));
       if (succeeded !== before) {
         // containerd may have restarted under the channel: a fresh one next time.
@@ -154,12 +156,14 @@ function noteProblems(state: MonitorState, seen: Inspection, logger: Logger): vo
 }
 
 /** Prune's least-recently-used order rests on when ctrvol last saw each image in use. */
-async function recordImageUse(client: CriClient, paths: Paths): Promise<void> {
+async function recordImageUse(client: CriClient, paths: Paths, logger: Logger): Promise<void> {
   const file = path.join(paths.stateDir, 'images.json');
   const [images, containers, usage] = await Promise.all([
     client.listImages(),
     client.listContainers(),
-    readUsage(file),
+    readUsage(file, (why) =>
+      logger.warn({ why }, 'the image usage record is damaged; starting a new one'),
+    ),
   ]);
   const nodeImages: NodeImage[] = images.map((image) => ({
     id: image.id,
@@ -250,13 +254,17 @@ async function growIfNeeded(context: TickContext, seen: Inspection, state: Monit
   }
 }
 
+/** Each output on its own: a broken textfile folder must not silence the EMF lines. */
 async function publish(context: TickContext, snapshot: MonitorSnapshot): Promise<void> {
   const { textfile, emfFile, namespace, dimensions } = context.config.monitor.metrics;
-  if (textfile !== undefined) {
-    await writeTextfile(textfile, renderPrometheus(snapshot));
-  }
-
-  if (emfFile !== undefined) {
-    await appendEmf(emfFile, renderEmf(snapshot, { namespace, dimensions }));
+  const results = await Promise.allSettled([
+    textfile === undefined ? undefined : writeTextfile(textfile, renderPrometheus(snapshot)),
+    emfFile === undefined
+      ? undefined
+      : appendEmf(emfFile, renderEmf(snapshot, { namespace, dimensions })),
+  ]);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed !== undefined) {
+    throw failed.reason;
   }
 }

@@ -180,6 +180,23 @@ describe('ctrvol prune against a real containerd', () => {
   });
 });
 
+describe('ctrvol prune and the volume', () => {
+  test('refuses, removing nothing, when the volume is not mounted', async (t) => {
+    const node = await makeNode(t, { pruneYaml: 'prune:\n  minAgeSeconds: 0\n' });
+    await addImages(node, 2, 1 << 20);
+    const before = await node.names();
+    // containerd keeps running on the store; only the volume under it is gone from view.
+    await execa('umount', ['--lazy', node.rig.mountPoint]);
+
+    const result = await node.ctrvol('prune', '--target-percent', '1');
+    await execa('mount', [node.rig.device.path, node.rig.mountPoint]);
+
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(result.stderr, /the volume is not mounted at .*; nothing was removed/);
+    assert.deepEqual(await node.names(), before);
+  });
+});
+
 describe('ctrvol prune and containers', () => {
   test('keeps images of running and exited containers, listing containers again before each removal', async (t) => {
     const digest = (n: number) => `sha256:${String(n).repeat(64)}`;
@@ -218,13 +235,21 @@ describe('ctrvol prune and containers', () => {
     t.after(() => runtime.close());
     const temp = await makeTempDir('ctrvol-prune');
     t.after(temp.cleanup);
+    // prune refuses to work on anything but a mounted volume; a small tmpfs stands in.
+    const volume = path.join(temp.path, 'volume');
+    await mkdir(volume);
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'ctrvol-test', volume]);
+    // temp.cleanup, added first and so run first, already unmounts it; this is for a failure before.
+    t.after(() => execa('umount', [volume], { reject: false }).then(() => undefined));
+    // Half full, and nothing the fake removes frees any of it: prune goes through everything.
+    await writeFile(path.join(volume, 'layers'), Buffer.alloc(8 << 20, 1));
     const config = path.join(temp.path, 'config.yaml');
     await writeFile(
       config,
       [
         'volume:',
         '  device: /dev/ctrvol-test-absent',
-        `  mountPoint: ${temp.path}`,
+        `  mountPoint: ${volume}`,
         'containerd:',
         `  socket: ${runtime.socket}`,
         'prune:',
