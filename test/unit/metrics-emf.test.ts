@@ -7,6 +7,7 @@ import type { FilesystemUsage } from '../../agent/host/usage.js';
 import { appendEmf, emfMetrics, renderEmf } from '../../agent/metrics/emf.js';
 import type { MonitorSnapshot } from '../../agent/monitor/snapshot.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
+import { GiB, makeSnapshot, makeUsage, tickAt } from './fixtures/snapshot.js';
 
 /**
  * The EMF lines are checked against the CloudWatch Embedded Metric Format specification with the
@@ -170,38 +171,6 @@ function validateEmf(document: Json): string[] {
   });
 
   return problems;
-}
-
-const GiB = 1024 ** 3;
-
-function makeUsage(totalBytes: number, availableBytes: number, inodes: number, freeInodes: number) {
-  const usedBytes = totalBytes - availableBytes;
-  return {
-    totalBytes,
-    availableBytes,
-    usedBytes,
-    percent: Math.round((usedBytes / totalBytes) * 1000) / 10,
-    totalInodes: inodes,
-    freeInodes,
-    inodePercent: Math.round(((inodes - freeInodes) / inodes) * 1000) / 10,
-  } satisfies FilesystemUsage;
-}
-
-const tickAt = new Date('2025-03-01T12:00:00.000Z');
-
-function makeSnapshot(overrides: Partial<MonitorSnapshot> = {}): MonitorSnapshot {
-  return {
-    at: tickAt,
-    root: makeUsage(20 * GiB, 15 * GiB, 1_000_000, 900_000),
-    volume: makeUsage(100 * GiB, 25 * GiB, 50_000_000, 49_000_000),
-    volumeMountPoint: '/var/lib/containerd',
-    volumeMounted: true,
-    volumeReadOnly: false,
-    prune: { runsTotal: 0, imagesRemovedTotal: 0, bytesFreedTotal: 0, last: undefined },
-    setup: { outcome: 'ok', at: new Date('2025-03-01T11:00:00.000Z') },
-    tickSucceeded: true,
-    ...overrides,
-  };
 }
 
 const options = {

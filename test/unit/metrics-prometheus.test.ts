@@ -8,6 +8,7 @@ import type { FilesystemUsage } from '../../agent/host/usage.js';
 import { renderPrometheus, writeTextfile } from '../../agent/metrics/prometheus.js';
 import type { MonitorSnapshot } from '../../agent/monitor/snapshot.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
+import { GiB, makeSnapshot, makeUsage, tickAt } from './fixtures/snapshot.js';
 
 /**
  * The textfile is checked by parsing it with parse-prometheus-text-format, a port of the
@@ -32,38 +33,6 @@ interface ParsedFamily {
 const parsePrometheusTextFormat = createRequire(import.meta.url)(
   'parse-prometheus-text-format',
 ) as (text: string) => ParsedFamily[];
-
-const GiB = 1024 ** 3;
-
-function makeUsage(totalBytes: number, availableBytes: number, inodes: number, freeInodes: number) {
-  const usedBytes = totalBytes - availableBytes;
-  return {
-    totalBytes,
-    availableBytes,
-    usedBytes,
-    percent: Math.round((usedBytes / totalBytes) * 1000) / 10,
-    totalInodes: inodes,
-    freeInodes,
-    inodePercent: Math.round(((inodes - freeInodes) / inodes) * 1000) / 10,
-  } satisfies FilesystemUsage;
-}
-
-const tickAt = new Date('2025-03-01T12:00:00.000Z');
-
-function makeSnapshot(overrides: Partial<MonitorSnapshot> = {}): MonitorSnapshot {
-  return {
-    at: tickAt,
-    root: makeUsage(20 * GiB, 15 * GiB, 1_000_000, 900_000),
-    volume: makeUsage(100 * GiB, 25 * GiB, 50_000_000, 49_000_000),
-    volumeMountPoint: '/var/lib/containerd',
-    volumeMounted: true,
-    volumeReadOnly: false,
-    prune: { runsTotal: 0, imagesRemovedTotal: 0, bytesFreedTotal: 0, last: undefined },
-    setup: { outcome: 'ok', at: new Date('2025-03-01T11:00:00.000Z') },
-    tickSucceeded: true,
-    ...overrides,
-  };
-}
 
 // From the Prometheus data model: metric names and label names.
 const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
