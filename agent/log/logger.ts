@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { fstatSync, writeSync } from 'node:fs';
 import pino from 'pino';
 
 /**
@@ -39,7 +39,7 @@ const envelopeKeys = new Set(['level', 'time', 'pid', 'hostname', 'msg', 'step',
 
 export function createLogger(options: LoggerOptions): Logger {
   const write = options.write ?? ((line: string) => writeSync(2, line));
-  const journal = options.journal ?? process.env.JOURNAL_STREAM !== undefined;
+  const journal = options.journal ?? isStderrTheJournal();
   const stream = {
     write(chunk: string): void {
       write(options.format === 'json' ? chunk : formatText(chunk, journal));
@@ -55,6 +55,25 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     stream,
   );
+}
+
+/**
+ * systemd sets JOURNAL_STREAM to the device and inode of the journal stream it connected. A
+ * child inherits the variable even when its stderr goes elsewhere (cloud-init's user-data runs
+ * under cloud-final.service), so the `<N>` prefix is only used when stderr really is that stream.
+ */
+function isStderrTheJournal(): boolean {
+  const stream = process.env.JOURNAL_STREAM;
+  if (stream === undefined) {
+    return false;
+  }
+
+  try {
+    const { dev, ino } = fstatSync(2);
+    return stream === `${dev}:${ino}`;
+  } catch {
+    return false;
+  }
 }
 
 /** A line a person reads: `<6>setup/format: started device=/dev/loop3`. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fstatSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { createLogger } from '../../agent/log/logger.js';
 
@@ -48,5 +49,40 @@ describe('log lines', () => {
     assert.equal(record.uuid, 'u');
     assert.equal(record.level, 30);
     assert.equal(typeof record.time, 'string');
+  });
+});
+
+describe('journald detection', () => {
+  const withStream = (value: string | undefined, body: () => void) => {
+    const saved = process.env.JOURNAL_STREAM;
+    if (value === undefined) {
+      delete process.env.JOURNAL_STREAM;
+    } else {
+      process.env.JOURNAL_STREAM = value;
+    }
+
+    try {
+      body();
+    } finally {
+      if (saved === undefined) {
+        delete process.env.JOURNAL_STREAM;
+      } else {
+        process.env.JOURNAL_STREAM = saved;
+      }
+    }
+  };
+
+  const firstLine = () => {
+    const lines: string[] = [];
+    createLogger({ format: 'text', level: 'info', write: (line) => lines.push(line) }).info('hi');
+    return lines[0];
+  };
+
+  test('prefixes priorities only when stderr is the stream JOURNAL_STREAM names', () => {
+    const { dev, ino } = fstatSync(2);
+
+    withStream(`${dev}:${ino}`, () => assert.equal(firstLine(), '<6>hi\n'));
+    withStream('1:2', () => assert.equal(firstLine(), 'hi\n'));
+    withStream(undefined, () => assert.equal(firstLine(), 'hi\n'));
   });
 });

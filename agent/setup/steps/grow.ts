@@ -25,7 +25,7 @@ export const growStep: Step = {
       deviceBytes: sizeBytes,
     };
     let outcome: StepOutcome = alreadyDone('the filesystem fills its device');
-    const description = `grow the filesystem on ${device.path} if the device grew`;
+    const description = `compare the filesystem on ${device.path} with its device`;
     await act(context, logger, description, async () => {
       // The volume works at its old size: a failed growth is a warning, never a reason to keep
       // containerd down. (Online ext4 growth needs CAP_SYS_RESOURCE, which some sandboxes drop.)
