@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in scripts/host-packages.txt that are not installed yet.
-# Run as root on Debian; it is quick when everything is already there.
+# Installs the Debian packages of a list (default: scripts/host-packages.txt) that are not
+# installed yet. Run as root on Debian; it is quick when everything is already there.
+#   scripts/host-deps.sh [LIST]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-mapfile -t wanted < <(grep -v '^#' "$here/host-packages.txt" | grep -v '^$')
+list=${1:-$here/host-packages.txt}
+mapfile -t wanted < <(grep -v '^#' "$list" | grep -v '^$')
 
 missing=()
 for package in "${wanted[@]}"; do
