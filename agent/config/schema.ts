@@ -59,14 +59,56 @@ const mountOption = z.string().check(
   }),
 );
 
+const selectorText = z.string().check(
+  z.refine(isSelector, {
+    error:
+      'a device path under /dev, a block-device mapping name (xvdb, /dev/sdf), ' +
+      'an EBS volume id (vol-0123…) or "auto"',
+  }),
+);
+
+const raidLevel = z.enum(['raid0', 'raid10']);
+
+/**
+ * A directory bound from the volume. Not under the mount point or above it (it would bind the
+ * volume into itself), and never a system directory whose loss would stop the node booting.
+ */
+const bindMount = absolutePath.check(
+  z.refine((value) => !['/', '/etc', '/usr', '/var', '/var/lib', '/boot'].includes(value), {
+    error: 'a data directory such as /var/lib/kubelet or /var/log/pods',
+  }),
+);
+
+// The three ways to name the storage; a config gives exactly one of them.
+const sourceKeys = ['device', 'devices', 'instanceStore'] as const;
+
 const volumeSchema = z
   .strictObject({
-    device: z.string().check(
-      z.refine(isSelector, {
-        error:
-          'a device path under /dev, a block-device mapping name (xvdb, /dev/sdf), ' +
-          'an EBS volume id (vol-0123…) or "auto"',
-      }),
+    device: z.optional(selectorText),
+    /** Pooled into one md array of level volume.raid; any selector but "auto". */
+    devices: z.optional(
+      z
+        .array(
+          selectorText.check(
+            z.refine((value) => value.trim() !== 'auto', {
+              error: 'a device path, mapping name or volume id ("auto" names no single device)',
+            }),
+          ),
+        )
+        .check(z.minLength(2)),
+    ),
+    raid: z.optional(raidLevel),
+    instanceStore: z.optional(z.enum(['raid0', 'raid10', 'single'])),
+    /**
+     * Serials that also count as instance-store disks, as a glob (* and ?), for machines that
+     * cannot set the NVMe model string: qemu guests and other test rigs.
+     */
+    instanceStoreSerial: z.optional(
+      z.string().check(
+        z.regex(/^[A-Za-z0-9_.*?-]{1,40}$/, {
+          error: 'a serial glob of letters, digits, "_", ".", "-", "*" and "?"',
+        }),
+      ),
     ),
     filesystem: z._default(z.enum(['xfs', 'ext4']), 'xfs'),
     label: z._default(
@@ -83,17 +125,66 @@ const volumeSchema = z
     preserve: z._default(z.boolean(), true),
     reclaimRootCopy: z._default(z.boolean(), false),
     waitSeconds: z._default(wholeNumber(0, 3600), 120),
+    bindMounts: z._default(z.array(bindMount), []),
   })
   .check(
     z.superRefine((volume, context) => {
+      const problem = (key: string, input: unknown, message: string) =>
+        context.addIssue({ code: 'custom', path: [key], params: { input }, message });
+
+      const given = sourceKeys.filter((key) => volume[key] !== undefined);
+      if (given.length === 0) {
+        problem(
+          'device',
+          undefined,
+          'one of volume.device, volume.devices (with volume.raid) or volume.instanceStore',
+        );
+      }
+
+      for (const key of given.slice(1)) {
+        problem(key, volume[key], `nothing, since volume.${given[0]} is set: give only one`);
+      }
+
+      if (volume.devices !== undefined && volume.raid === undefined) {
+        problem('raid', undefined, '"raid0" | "raid10", which volume.devices needs');
+      }
+
+      if (volume.raid !== undefined && volume.devices === undefined) {
+        problem('raid', volume.raid, 'nothing without volume.devices');
+      }
+
+      if (volume.instanceStoreSerial !== undefined && volume.instanceStore === undefined) {
+        problem(
+          'instanceStoreSerial',
+          volume.instanceStoreSerial,
+          'nothing without volume.instanceStore',
+        );
+      }
+
       const limit = labelLimits[volume.filesystem];
       if (Buffer.byteLength(volume.label) > limit) {
-        context.addIssue({
-          code: 'custom',
-          path: ['label'],
-          params: { input: volume.label },
-          message: `at most ${limit} characters for ${volume.filesystem}`,
-        });
+        problem('label', volume.label, `at most ${limit} characters for ${volume.filesystem}`);
+      }
+
+      for (const [index, directory] of volume.bindMounts.entries()) {
+        const others = [volume.mountPoint, ...volume.bindMounts.filter((_, i) => i !== index)];
+        const clash = others.find(
+          (other) =>
+            other === directory ||
+            other.startsWith(`${directory}/`) ||
+            directory.startsWith(`${other}/`),
+        );
+        if (clash !== undefined) {
+          context.addIssue({
+            code: 'custom',
+            path: ['bindMounts', index],
+            params: { input: directory },
+            message:
+              clash === volume.mountPoint
+                ? `a directory outside volume.mountPoint (${volume.mountPoint}) and not above it`
+                : `a directory neither equal to, inside nor above another entry (${clash})`,
+          });
+        }
       }
     }),
   );

@@ -21,8 +21,11 @@ export const monitorDropInPath = `etc/systemd/system/${monitorUnit}.d/10-ctrvol.
 export interface MonitorDropInInputs {
   /** Folders the monitor writes: the textfile's folder, the EMF file's folder, the mount point. */
   paths: string[];
-  /** Devices the monitor opens read-write: resize2fs opens an ext4 volume's device O_RDWR. */
-  writableDevices: string[];
+  /**
+   * Whether the monitor opens the volume's device read-write: resize2fs opens an ext4 volume's
+   * device O_RDWR. The device itself is known only once setup has resolved it.
+   */
+  writesDevice: boolean;
 }
 
 /** What the drop-in must hold for a config. */
@@ -39,8 +42,7 @@ export function getMonitorDropInInputs(config: Config): MonitorDropInInputs {
 
   // xfs_growfs, xfs_info and dumpe2fs read the device, which the unit's DeviceAllow= grants for
   // every disk; only resize2fs needs to write it.
-  const writableDevices = config.volume.filesystem === 'ext4' ? [config.volume.device] : [];
-  return { paths, writableDevices };
+  return { paths, writesDevice: config.volume.filesystem === 'ext4' };
 }
 
 export function renderMonitorDropIn(

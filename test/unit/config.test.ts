@@ -34,6 +34,7 @@ describe('the config', () => {
         preserve: true,
         reclaimRootCopy: false,
         waitSeconds: 120,
+        bindMounts: [],
       },
       onFailure: 'block',
       containerd: {
@@ -150,6 +151,76 @@ describe('the config', () => {
       'volume: {device: /dev/xvdb, mountpoint: /x}',
       'config: volume.mountpoint: unknown key; check the spelling',
     ],
+    [
+      'volume: {filesystem: xfs}',
+      'config: volume.device: got nothing; allowed: one of volume.device, volume.devices (with ' +
+        'volume.raid) or volume.instanceStore',
+    ],
+    [
+      'volume: {device: /dev/xvdb, instanceStore: raid0}',
+      'config: volume.instanceStore: got "raid0"; allowed: nothing, since volume.device is set: ' +
+        'give only one',
+    ],
+    [
+      'volume: {devices: [xvdb, xvdc], raid: raid0, instanceStore: single}',
+      'config: volume.instanceStore: got "single"; allowed: nothing, since volume.devices is set: ' +
+        'give only one',
+    ],
+    [
+      'volume: {devices: [xvdb, xvdc]}',
+      'config: volume.raid: got nothing; allowed: "raid0" | "raid10", which volume.devices needs',
+    ],
+    [
+      'volume: {device: xvdb, raid: raid0}',
+      'config: volume.raid: got "raid0"; allowed: nothing without volume.devices',
+    ],
+    [
+      'volume: {devices: [xvdb], raid: raid0}',
+      'config: volume.devices: got ["xvdb"]; allowed: a list of at least 2 item(s)',
+    ],
+    [
+      'volume: {devices: [xvdb, auto], raid: raid0}',
+      'config: volume.devices.1: got "auto"; allowed: a device path, mapping name or volume id ' +
+        '("auto" names no single device)',
+    ],
+    [
+      'volume: {devices: [xvdb, nvme2n1], raid: raid10}',
+      'config: volume.devices.1: got "nvme2n1"; allowed: a device path under /dev, a block-device ' +
+        'mapping name (xvdb, /dev/sdf), an EBS volume id (vol-0123…) or "auto"',
+    ],
+    [
+      'volume: {instanceStore: raid5}',
+      'config: volume.instanceStore: got "raid5"; allowed: "raid0" | "raid10" | "single"',
+    ],
+    [
+      'volume: {device: xvdb, instanceStoreSerial: "AWS*"}',
+      'config: volume.instanceStoreSerial: got "AWS*"; allowed: nothing without volume.instanceStore',
+    ],
+    [
+      'volume: {instanceStore: raid0, instanceStoreSerial: "a b"}',
+      'config: volume.instanceStoreSerial: got "a b"; allowed: a serial glob of letters, digits, ' +
+        '"_", ".", "-", "*" and "?"',
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: [/var/lib/containerd/kubelet]}',
+      'config: volume.bindMounts.0: got "/var/lib/containerd/kubelet"; allowed: a directory ' +
+        'outside volume.mountPoint (/var/lib/containerd) and not above it',
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: [/var/lib/kubelet, /var/lib/kubelet/pods]}',
+      'config: volume.bindMounts.0: got "/var/lib/kubelet"; allowed: a directory neither equal ' +
+        'to, inside nor above another entry (/var/lib/kubelet/pods) (and 1 more)',
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: [/var/lib]}',
+      'config: volume.bindMounts.0: got "/var/lib"; allowed: a data directory such as ' +
+        '/var/lib/kubelet or /var/log/pods (and 1 more)',
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: [var/log/pods]}',
+      'config: volume.bindMounts.0: got "var/log/pods"; allowed: an absolute, normalised path ' +
+        'without a trailing slash',
+    ],
   ];
 
   for (const [yaml, message] of rejections) {
@@ -157,6 +228,19 @@ describe('the config', () => {
       assert.throws(() => parseConfig(yaml), { message, exitCode: 2 });
     });
   }
+
+  test('accepts each way of naming the storage on its own', () => {
+    const pool = parseConfig('volume: {devices: [xvdb, vol-0123456789abcdef0], raid: raid10}');
+    assert.deepEqual(pool.volume.devices, ['xvdb', 'vol-0123456789abcdef0']);
+    assert.equal(pool.volume.raid, 'raid10');
+    const store = parseConfig('volume: {instanceStore: raid0, instanceStoreSerial: "AWS*"}');
+    assert.equal(store.volume.instanceStore, 'raid0');
+    assert.equal(store.volume.device, undefined);
+    const binds = parseConfig(
+      'volume: {device: auto, bindMounts: [/var/lib/kubelet, /var/log/pods]}',
+    );
+    assert.deepEqual(binds.volume.bindMounts, ['/var/lib/kubelet', '/var/log/pods']);
+  });
 
   test('rejects YAML that does not parse, in one line', () => {
     assert.throws(

@@ -80,7 +80,7 @@ describe('getMonitorDropInInputs', () => {
     const config = parseConfig('volume:\n  device: /dev/xvdb\n');
     assert.deepEqual(getMonitorDropInInputs(config), {
       paths: ['/var/lib/containerd'],
-      writableDevices: [],
+      writesDevice: false,
     });
   });
 
@@ -100,7 +100,7 @@ describe('getMonitorDropInInputs', () => {
     );
     assert.deepEqual(getMonitorDropInInputs(config), {
       paths: ['/data/containerd', '/var/lib/node_exporter/textfile_collector', '/var/log/ctrvol'],
-      writableDevices: ['/dev/nvme1n1'],
+      writesDevice: true,
     });
   });
 });

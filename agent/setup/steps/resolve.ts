@@ -62,7 +62,7 @@ async function findDevice(context: SetupContext, logger: Logger): Promise<BlockD
  * mapping-name link, well into the boot. On timeout the error lists every disk seen.
  */
 async function waitForSelector(context: SetupContext, logger: Logger): Promise<BlockDevice> {
-  const { device, waitSeconds, label } = context.config.volume;
+  const { device = 'auto', waitSeconds, label } = context.config.volume;
   const selector = parseSelector(device);
   // Only names and "auto" need the NVMe Identify data; reading it runs nvme-cli per disk.
   const identify =

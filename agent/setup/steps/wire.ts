@@ -22,7 +22,7 @@ export const wireStep: Step = {
     const monitor = getMonitorDropInInputs(config);
     // The kernel name, not a mapping-name symlink: DeviceAllow= wants the node itself, and setup
     // rewrites this at every boot, when NVMe names may have moved.
-    const devices = monitor.writableDevices.length > 0 ? [getVolume(context).device.path] : [];
+    const devices = monitor.writesDevice ? [getVolume(context).device.path] : [];
     const wanted = new Map([
       [path.join(paths.root, containerdDropInPath), renderContainerdDropIn(config.onFailure)],
       [path.join(paths.root, monitorDropInPath), renderMonitorDropIn(monitor.paths, devices)],
