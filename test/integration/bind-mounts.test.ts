@@ -188,7 +188,7 @@ describe('ctrvol setup with volume.bindMounts', () => {
     assert.match((await rig.setup()).stderr, /nothing to change, already set up/);
   });
 
-  test('carries a directory added to a node already set up, and stops nothing else', async (t) => {
+  test('carries a directory added to a node already set up, binding only that one', async (t) => {
     const rig = await makeBindRig(t, () => []);
     assert.equal((await rig.setup()).exitCode, 0);
     assert.equal(existsSync(kubeletDropIn(rig)), false);
