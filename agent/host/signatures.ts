@@ -14,6 +14,36 @@ export interface Signatures {
 }
 
 export async function probeSignatures(run: Runner, devicePath: string): Promise<Signatures> {
+  const fields = await probeBlkid(run, devicePath);
+  const wipefs = await run.run('wipefs', ['--no-act', '--json', devicePath], {
+    packageHint: 'util-linux',
+  });
+
+  return {
+    fsType: fields.TYPE,
+    uuid: fields.UUID,
+    label: fields.LABEL,
+    partitionTable: fields.PTTYPE,
+    all: parseWipefs(wipefs.stdout),
+  };
+}
+
+/**
+ * What a device carries right after ctrvol's own mkfs: blkid alone, since wipefs could only
+ * list the filesystem just made, and at boot every child process counts.
+ */
+export async function probeNewFilesystem(run: Runner, devicePath: string): Promise<Signatures> {
+  const fields = await probeBlkid(run, devicePath);
+  return {
+    fsType: fields.TYPE,
+    uuid: fields.UUID,
+    label: fields.LABEL,
+    partitionTable: fields.PTTYPE,
+    all: fields.TYPE === undefined ? [] : [fields.TYPE],
+  };
+}
+
+async function probeBlkid(run: Runner, devicePath: string): Promise<Record<string, string>> {
   // -p probes the device itself rather than blkid's cache, which can be stale after a mkfs.
   // Exit 2 means nothing was found.
   const blkid = await run.run('blkid', ['-p', '-o', 'export', devicePath], {
@@ -28,18 +58,7 @@ export async function probeSignatures(run: Runner, devicePath: string): Promise<
     );
   }
 
-  const fields = parseExport(blkid.stdout);
-  const wipefs = await run.run('wipefs', ['--no-act', '--json', devicePath], {
-    packageHint: 'util-linux',
-  });
-
-  return {
-    fsType: fields.TYPE,
-    uuid: fields.UUID,
-    label: fields.LABEL,
-    partitionTable: fields.PTTYPE,
-    all: parseWipefs(wipefs.stdout),
-  };
+  return parseExport(blkid.stdout);
 }
 
 export function parseExport(text: string): Record<string, string> {

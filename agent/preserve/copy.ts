@@ -45,24 +45,26 @@ export async function copyAndVerify(
   // whiteouts) and, with xattr named explicitly, fails rather than silently dropping any xattr:
   // trusted.overlay.*, security.capability, security.selinux and ACLs all live there.
   // The source is quiet (quiesce saw to that), so its manifest is read while cp runs.
-  const copying = run
-    .run('cp', [
-      '--archive',
-      '--preserve=all,xattr',
-      '--one-file-system',
-      '--sparse=auto',
-      `${source}/.`,
-      destination,
-    ])
-    // cp does not sync, and a marker must never reach the disk before the data it vouches for.
-    .then(() => run.run('sync', ['--file-system', destination]));
+  const copying = run.run('cp', [
+    '--archive',
+    '--preserve=all,xattr',
+    '--one-file-system',
+    '--sparse=auto',
+    `${source}/.`,
+    destination,
+  ]);
   const [original] = await Promise.all([buildManifest(run, source, { content }), copying]);
 
-  const copy = await buildManifest(run, destination, {
-    content,
-    ...(exclude === undefined ? {} : { exclude }),
-  });
-  const differences = compareManifests(original, copy);
+  // cp does not sync, and a marker must never reach the disk before the data it vouches for. The
+  // copy's manifest is read while sync writes the data out: neither needs the other, the
+  // manifest reads what the kernel holds either way, and sync is most of the wait.
+  const [differences] = await Promise.all([
+    buildManifest(run, destination, {
+      content,
+      ...(exclude === undefined ? {} : { exclude }),
+    }).then((copy) => compareManifests(original, copy)),
+    run.run('sync', ['--file-system', destination]),
+  ]);
   if (differences.length > 0) {
     throw new StepError(
       `the copy of ${source} does not match its source in ${differences.length} place(s): ` +

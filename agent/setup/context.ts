@@ -18,6 +18,8 @@ export interface Volume {
   signatures: Signatures;
   /** Why the device may be formatted, when it may: it is blank, or ctrvol's own mkfs was cut off. */
   formatReason: 'blank' | 'interrupted format' | undefined;
+  /** This run made the filesystem, to the device's size as probed. */
+  formatted?: boolean;
   /** Where the volume is mounted now, if anywhere (only ctrvol's own places get this far). */
   mounts: MountEntry[];
 }

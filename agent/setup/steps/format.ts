@@ -1,7 +1,7 @@
 import type { Filesystem } from '../../config/schema.js';
 import { EnvironmentError, StepError } from '../../errors.js';
 import type { BlockDevice } from '../../host/block.js';
-import { probeSignatures } from '../../host/signatures.js';
+import { probeNewFilesystem } from '../../host/signatures.js';
 import { removeDurably, writeJsonDurably } from '../../state/files.js';
 import { tooSmallHint } from '../../preserve/copy.js';
 import { estimateUsableBytes, getNeededSpace } from '../../preserve/space.js';
@@ -69,7 +69,7 @@ export const formatStep: Step = {
         await context.run.run(command, args, {
           packageHint: filesystem === 'xfs' ? 'xfsprogs' : 'e2fsprogs',
         });
-        const signatures = await probeSignatures(context.run, device.path);
+        const signatures = await probeNewFilesystem(context.run, device.path);
         if (signatures.fsType !== filesystem || signatures.label !== label) {
           throw new StepError(
             `${device.path} does not probe as ${filesystem} "${label}" after mkfs`,
@@ -78,6 +78,7 @@ export const formatStep: Step = {
 
         volume.signatures = signatures;
         volume.formatReason = undefined;
+        volume.formatted = true;
         await removeDurably(context.paths.formatIntentFile);
       },
     );

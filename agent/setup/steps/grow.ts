@@ -9,7 +9,7 @@ import { alreadyDone, changed, checked, type StepOutcome, type Step } from '../s
 export const growStep: Step = {
   name: 'grow',
   async run(context, logger) {
-    const { device, signatures } = getVolume(context);
+    const { device, signatures, formatted } = getVolume(context);
     const { mountPoint } = context.config.volume;
     const mount = getMountAt(await readMountInfo(context.host), mountPoint);
     if (mount === undefined || mount.majorMinor !== device.majorMinor) {
@@ -18,6 +18,10 @@ export const growStep: Step = {
 
     // Read afresh: the device may have grown since it was probed (losetup -c, ModifyVolume).
     const { sizeBytes } = await readBlockDevice(context.host, device.name);
+    if (formatted === true && sizeBytes === device.sizeBytes) {
+      return alreadyDone('the filesystem was made to fill its device in this run');
+    }
+
     const options = {
       fsType: signatures.fsType ?? context.config.volume.filesystem,
       device: device.path,
