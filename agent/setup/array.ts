@@ -13,6 +13,8 @@ import {
   type ArrayPlan,
 } from '../disks/md.js';
 import type { Pool } from '../disks/selectors.js';
+import { describeData, sampleContent } from '../host/content.js';
+import { getHostDevPath } from '../host/host.js';
 import { isBlank, probeSignatures, type Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
 import { act, type SetupContext } from './context.js';
@@ -85,9 +87,14 @@ async function describeMember(
   disk: Disk,
 ): Promise<{ blank: boolean; signatures?: string }> {
   const signatures = await probeSignatures(context.run, disk.path);
-  return isBlank(signatures, disk.partitions.length)
-    ? { blank: true }
-    : { blank: false, signatures: describeSignatures(signatures, disk.partitions) };
+  if (!isBlank(signatures, disk.partitions.length)) {
+    return { blank: false, signatures: describeSignatures(signatures, disk.partitions) };
+  }
+
+  const content = await sampleContent(getHostDevPath(context.host, disk.path), disk.sizeBytes);
+  return content.kind === 'data'
+    ? { blank: false, signatures: `data without a signature: ${describeData(content)}` }
+    : { blank: true };
 }
 
 function describeSignatures(signatures: Signatures, partitions: readonly string[]): string {

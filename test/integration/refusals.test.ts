@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -181,16 +181,18 @@ describe('ctrvol setup refuses, changing nothing', () => {
 describe('ctrvol setup on a device that only looks used', () => {
   test('formats a device whose only signature is a false Atari partition table', async (t) => {
     const rig = await makeRig(t);
-    // The shape random data takes about once in 1,800 fresh encrypted volumes: a root sector
-    // whose first primary entry is "active" with an alphanumeric id inside the disk.
-    const sector = Buffer.alloc(512);
+    // The shape random data takes about once in 1,800 erased disks: a root sector whose first
+    // primary entry is "active" with an alphanumeric id inside the disk. The sector is written
+    // out in full (libblkid checks more of it than these fields), amid the noise of the rest.
+    const noise = randomBytes(1024 * 1024);
+    const sector = noise.subarray(0, 512).fill(0);
     sector.writeUInt32BE(512 * 2048, 0x1c2);
     sector.writeUInt8(1, 0x1c6);
     sector.write('BGM', 0x1c7, 'latin1');
     sector.writeUInt32BE(10, 0x1ca);
     sector.writeUInt32BE(100, 0x1ce);
     const handle = await open(rig.device.path, 'r+');
-    await handle.write(sector, 0, 512, 0);
+    await handle.write(noise, 0, noise.length, 0);
     await handle.close();
     assert.equal((await probe(rig.device.path)).PTTYPE, 'atari');
 
@@ -202,4 +204,43 @@ describe('ctrvol setup on a device that only looks used', () => {
     assert.equal(found.PTTYPE, undefined);
     assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
   });
+
+  test('formats a device of noise, as an erased instance-store disk reads', async (t) => {
+    const rig = await makeRig(t);
+    const handle = await open(rig.device.path, 'r+');
+    await handle.write(randomBytes(8 * 1024 * 1024), 0, 8 * 1024 * 1024, 0);
+    await handle.close();
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal((await probe(rig.device.path)).TYPE, 'xfs');
+  });
+});
+
+describe('ctrvol setup refuses data that carries no signature', () => {
+  const records = (bytes: number) =>
+    Buffer.from('customer record 0042; balance 17.20\n'.repeat(Math.ceil(bytes / 36))).subarray(
+      0,
+      bytes,
+    );
+
+  for (const [where, offset] of [
+    ['at the start', 0],
+    ['in the middle, behind zeros', 256 * 1024 * 1024],
+  ] as const) {
+    test(`records ${where}, with exit code 3`, async (t) => {
+      const rig = await makeRig(t);
+      const handle = await open(rig.device.path, 'r+');
+      await handle.write(records(8 * 1024 * 1024), 0, 8 * 1024 * 1024, offset);
+      await handle.close();
+      assert.deepEqual(await probe(rig.device.path), {}, 'blkid sees no signature');
+
+      await assertRefused(
+        rig,
+        3,
+        /carries no signature blkid knows, but holds data: the bytes at offset \d+ are neither zeros nor random noise/,
+      );
+    });
+  }
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { Disk } from '../../agent/disks/inventory.js';
@@ -38,7 +38,9 @@ function fakeRunner(answers: Record<string, Partial<RunResult>>): Runner & { cal
   };
 }
 
-const disk = (name: string) => ({ name, path: `/dev/${name}`, partitions: [] }) as unknown as Disk;
+const diskBytes = 4 * 1024 * 1024;
+const disk = (name: string) =>
+  ({ name, path: `/dev/${name}`, partitions: [], sizeBytes: diskBytes }) as unknown as Disk;
 const members = [disk('nvme1n1'), disk('nvme2n1')];
 const blankMember = (name: string) => ({
   [`mdadm --examine --export /dev/${name}`]: {
@@ -56,8 +58,17 @@ async function makeRoot(t: { after(fn: () => Promise<void>): void }) {
   const temp = await makeTempDir('ctrvol-array');
   t.after(() => temp.cleanup());
   const proc = path.join(temp.path, 'proc');
+  const dev = path.join(temp.path, 'dev');
   await mkdir(proc);
-  return { root: path.join(temp.path, 'root'), host: { sys: proc, dev: proc, proc } };
+  await mkdir(dev);
+  // The members' content is sampled to tell a blank disk from data without a signature: sparse
+  // files read as the zeros of a new volume.
+  for (const member of members) {
+    await writeFile(path.join(dev, member.name), '');
+    await truncate(path.join(dev, member.name), diskBytes);
+  }
+
+  return { root: path.join(temp.path, 'root'), host: { sys: proc, dev, proc } };
 }
 
 describe('ensureArray', () => {

@@ -4,6 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
+import { describeData, sampleContent } from '../../host/content.js';
+import { getHostDevPath } from '../../host/host.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
 import { getRootDiskNames, readInventory, type Inventory } from '../../disks/inventory.js';
 import { arrayDevice, arrayName } from '../../disks/md.js';
@@ -332,16 +334,32 @@ async function getFormatReason(
   device: BlockDevice,
   signatures: Signatures,
 ): Promise<Volume['formatReason']> {
-  if (isBlank(signatures, device.partitions.length)) {
+  // A mkfs cut off by a crash or kill -9 leaves a partial signature, or none and some of its
+  // metadata. The intent record written just before it says that this exact device (serial and
+  // size) was blank and is ctrvol's.
+  const isInterrupted = async () => {
+    const intent = await readJson<FormatIntent>(context.paths.formatIntentFile);
+    return intent !== undefined && intent.identity === getDeviceIdentity(device);
+  };
+
+  if (!isBlank(signatures, device.partitions.length)) {
+    return (await isInterrupted()) ? 'interrupted format' : undefined;
+  }
+
+  const content = await sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
+  if (content.kind !== 'data') {
     return 'blank';
   }
 
-  // A mkfs cut off by a crash or kill -9 leaves a partial signature. The intent record written
-  // just before it says that this exact device (serial and size) was blank and is ctrvol's.
-  const intent = await readJson<FormatIntent>(context.paths.formatIntentFile);
-  return intent !== undefined && intent.identity === getDeviceIdentity(device)
-    ? 'interrupted format'
-    : undefined;
+  if (await isInterrupted()) {
+    return 'interrupted format';
+  }
+
+  throw new EnvironmentError(
+    `${device.path} carries no signature blkid knows, but holds data: ${describeData(content)}; ` +
+      'ctrvol formats only devices of zeros or of the noise an erased disk reads as',
+    { hint: "this looks like someone else's data: check volume.device; nothing was changed" },
+  );
 }
 
 function isSupported(fsType: string | undefined): boolean {
