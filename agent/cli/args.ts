@@ -84,7 +84,14 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message}; see ctrvol --help`, { cause: error });
+    // Node's own text for an unknown option runs on about positional arguments; the option is
+    // what the operator needs to see.
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1];
+    const what =
+      unknown === undefined
+        ? (error as Error).message
+        : `unknown option ${unknown}${first === undefined ? '' : ` for ${first}`}`;
+    throw new UsageError(`${what}; see ctrvol --help`, { cause: error });
   }
 
   const { values, positionals } = parsed;

@@ -12,8 +12,13 @@ export async function loadConfig(file: string): Promise<Config> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
       throw new ConfigError(`config ${file}: no such file; pass --config FILE`, { cause: error });
+    }
+
+    if (code === 'EISDIR') {
+      throw new ConfigError(`config ${file}: a directory; pass --config FILE`, { cause: error });
     }
 
     // There is a config, but this process may not read it (not root, say).
@@ -60,7 +65,18 @@ function getIssueLine(issues: z.core.$ZodIssue[], raw: unknown, source: string):
   const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
   if (issue.code === 'unrecognized_keys') {
     const where = key === '(top level)' ? '' : `${key}.`;
-    return `${source}: ${where}${issue.keys.join(', ')}: unknown key; check the spelling${more}`;
+    const known = getKnownKeys(issue.path);
+    const allowed = known === undefined ? '' : `; allowed here: ${known.join(', ')}`;
+    return `${source}: ${where}${issue.keys.join(', ')}: unknown key${allowed}${more}`;
+  }
+
+  // A record's key failed its own check: the key is what to show, not the value under it.
+  if (issue.code === 'invalid_key') {
+    const badKey = String(issue.path.at(-1));
+    const parent = issue.path.slice(0, -1).map(String).join('.');
+    const inner = issue.issues[0];
+    const allowed = inner === undefined ? issue.message : getAllowed(inner);
+    return `${source}: ${parent}: got the key ${JSON.stringify(badKey)}; allowed: ${allowed}${more}`;
   }
 
   // A cross-field check can fail on a value the file left to its default; say so.
@@ -74,6 +90,31 @@ function getIssueLine(issues: z.core.$ZodIssue[], raw: unknown, source: string):
         : 'nothing';
 
   return `${source}: ${key}: got ${got}; allowed: ${getAllowed(issue)}${more}`;
+}
+
+/** What getKnownKeys reads of a zod schema: an object's shape, or the schema a default wraps. */
+interface SchemaNode {
+  _zod: { def: { shape?: Record<string, SchemaNode>; innerType?: SchemaNode } };
+}
+
+function unwrap(schema: SchemaNode | undefined): SchemaNode | undefined {
+  let current = schema;
+  while (current?._zod.def.innerType !== undefined) {
+    current = current._zod.def.innerType;
+  }
+
+  return current;
+}
+
+/** The keys the schema knows at a path of nested objects, for an unknown-key message. */
+function getKnownKeys(keys: readonly PropertyKey[]): string[] | undefined {
+  let schema = unwrap(configSchema as unknown as SchemaNode);
+  for (const key of keys) {
+    schema = unwrap(schema?._zod.def.shape?.[String(key)]);
+  }
+
+  const shape = schema?._zod.def.shape;
+  return shape === undefined ? undefined : Object.keys(shape);
 }
 
 const typeNames: Record<string, string> = {

@@ -263,7 +263,11 @@ const metricsSchema = z.strictObject({
   ),
   dimensions: z._default(
     z.record(
-      z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,250}$/, { error: 'dimension names' })),
+      z.string().check(
+        z.regex(/^[A-Za-z0-9_.:-]{1,250}$/, {
+          error: 'dimension names of letters, digits, "_", ".", ":" and "-"',
+        }),
+      ),
       z.string().check(z.minLength(1), z.maxLength(1024)),
     ),
     monitorDefaults.metrics.dimensions,

@@ -50,7 +50,7 @@ export function renderMonitorDropIn(
   writableDevices: readonly string[] = [],
 ): string {
   const lines = [
-    '# Written by ctrvol setup from /etc/ctrvol/config.yaml; rewritten on every run.',
+    '# Written by ctrvol setup from its config; rewritten on every run.',
     '# What ctrvol-monitor.service may write besides what its unit names.',
     '[Service]',
   ];

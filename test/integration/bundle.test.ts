@@ -31,7 +31,7 @@ describe('the single-file build', () => {
 
   const usage: [string[], RegExp][] = [
     [['frobnicate'], /^ctrvol: unknown command "frobnicate"; see ctrvol --help$/],
-    [['setup', '--bogus'], /^ctrvol: Unknown option '--bogus'.*; see ctrvol --help$/],
+    [['setup', '--bogus'], /^ctrvol: unknown option --bogus for setup; see ctrvol --help$/],
     [
       ['setup', '--verify', 'sometimes'],
       /^ctrvol: --verify: got "sometimes"; allowed: metadata \| content$/,

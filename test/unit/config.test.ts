@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseConfig } from '../../agent/config/load.js';
+import { loadConfig, parseConfig } from '../../agent/config/load.js';
 
 describe('the config', () => {
   for (const device of ['xvdb', '/dev/sdf', 'vol-0123456789abcdef0', 'auto', '/dev/disk/by-id/x']) {
@@ -136,7 +136,7 @@ describe('the config', () => {
     ],
     [
       'volume: {device: /dev/xvdb}\ncontainerd: {namespace: default}',
-      'config: containerd.namespace: unknown key; check the spelling',
+      'config: containerd.namespace: unknown key; allowed here: socket, config, sandboxImageArchive',
     ],
     [
       'volume: {device: /dev/xvdb}\nmonitor: {schedule: "every five minutes"}',
@@ -149,7 +149,14 @@ describe('the config', () => {
     ],
     [
       'volume: {device: /dev/xvdb, mountpoint: /x}',
-      'config: volume.mountpoint: unknown key; check the spelling',
+      'config: volume.mountpoint: unknown key; allowed here: device, devices, raid, ' +
+        'instanceStore, instanceStoreSerial, filesystem, label, mountPoint, mountOptions, ' +
+        'preserve, reclaimRootCopy, waitSeconds, bindMounts',
+    ],
+    [
+      'volume: {device: xvdb}\nmonitor: {metrics: {dimensions: {"bad key": x}}}',
+      'config: monitor.metrics.dimensions: got the key "bad key"; allowed: dimension names of ' +
+        'letters, digits, "_", ".", ":" and "-"',
     ],
     [
       'volume: {filesystem: xfs}',
@@ -240,6 +247,13 @@ describe('the config', () => {
       'volume: {device: auto, bindMounts: [/var/lib/kubelet, /var/log/pods]}',
     );
     assert.deepEqual(binds.volume.bindMounts, ['/var/lib/kubelet', '/var/log/pods']);
+  });
+
+  test('rejects a directory given as the config file with exit code 2', async () => {
+    await assert.rejects(loadConfig(import.meta.dirname), {
+      exitCode: 2,
+      message: `config ${import.meta.dirname}: a directory; pass --config FILE`,
+    });
   });
 
   test('rejects YAML that does not parse, in one line', () => {
