@@ -11,8 +11,8 @@ import {
 } from './harness.js';
 
 const scenario4 =
-  'with the cached pause image deleted before containerd starts, ctrvol verify re-imports ' +
-  '/etc/eks/pause.tar, pins it, and a pod starts';
+  'with the cached pause image deleted by hand and containerd restarted, ctrvol verify ' +
+  're-imports /etc/eks/pause.tar, pins it, and a pod starts';
 
 test(scenario4, { timeout: vmTimeout(1) }, async (t) => {
   const result = await runScenario(

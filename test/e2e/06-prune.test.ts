@@ -73,9 +73,17 @@ test(scenario6, { timeout: vmTimeout(1) }, async (t) => {
   assertPauseImagePinned(boot, 'after', running);
 
   // The CRI's view: the unused images are gone by id (every tag), the rest are there.
-  type CriImage = { id: string; repoTags: string[] };
+  type CriImage = { id: string; repoTags: string[]; pinned: boolean };
   const criBefore = boot.json<CriImage[]>('cri-images-before.json');
-  const criAfter = boot.json<CriImage[]>('cri-images-after.json').map((i) => i.id);
+  assert.ok(
+    UNUSED.every((ref) => criBefore.some((image) => image.repoTags.includes(ref))),
+    `CRI did not list every unused image before the prune: ${JSON.stringify(criBefore)}`,
+  );
+  const criAfterImages = boot.json<CriImage[]>('cri-images-after.json');
+  const criAfter = criAfterImages.map((i) => i.id);
+  // After the prune, as the kubelet would see it: the sandbox image still pinned.
+  const sandboxAfter = criAfterImages.find((i) => i.repoTags.includes(SANDBOX_IMAGE));
+  assert.equal(sandboxAfter?.pinned, true, `after the prune: ${JSON.stringify(sandboxAfter)}`);
   for (const image of criBefore) {
     const unused = image.repoTags.some((tag) => UNUSED.includes(tag));
     assert.equal(
