@@ -2,6 +2,8 @@
  * Assertions that several scenarios make on what a guest boot reported.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import {
   type Boot,
   findmnt,
@@ -10,6 +12,7 @@ import {
   parseImages,
   PINNED,
   SANDBOX_IMAGE,
+  type ScenarioResult,
   VOL1,
 } from './harness.js';
 
@@ -103,4 +106,13 @@ export function ctrvolWarnings(boot: Boot): string[] {
     .journal()
     .filter((e) => e.SYSLOG_IDENTIFIER === 'ctrvol' && Number(e.PRIORITY) <= 4)
     .map((e) => `<${String(e.PRIORITY)}> ${String(e.MESSAGE ?? '')}`);
+}
+
+/**
+ * Not a byte was ever written to the disk: its sparse image file still has no block allocated.
+ * The guest's reads (udev's and blkid's probes) allocate nothing; any write would, even of zeros.
+ */
+export function assertUntouched(result: ScenarioResult, file: string): void {
+  const { blocks } = statSync(path.join(result.runDir, file));
+  assert.equal(blocks, 0, `${file} was written to: ${blocks * 512} bytes are allocated`);
 }

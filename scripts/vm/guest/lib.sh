@@ -1,7 +1,8 @@
 #!/bin/bash
 # Helpers for scenario scripts, sourced by them. A scenario step runs once per boot with
 #   E2E_BOOT  the boot number (1, 2, ...)     E2E_OUT  where this boot's evidence goes
-#   E2E_LIB   /usr/local/lib/e2e               and whatever scenario.env sets (E2E_VOL0, ...)
+#   E2E_RUN   the qemu run (1, 2, ...)        E2E_LIB  /usr/local/lib/e2e
+# and whatever scenario.env sets (E2E_VOL0, ...).
 #
 # The scenario collects evidence and the host asserts on it: a step fails (non-zero exit) only
 # when it cannot go on, never because ctrvol misbehaved. That keeps the verdict on the host,
@@ -59,6 +60,17 @@ wait_containerd() {
   wait_for "containerd to answer" "${1:-180}" containerd_answers
 }
 
+# One line per NVMe controller: its serial, its PCI address and the kernel's name for it. The
+# kernel numbers controllers as their probes finish, which need not be the PCI order.
+nvme_controllers() {
+  local ctrl serial
+  for ctrl in /sys/class/nvme/nvme*; do
+    [[ -e $ctrl/serial ]] || continue
+    read -r serial <"$ctrl/serial"
+    echo "$serial $(<"$ctrl/address") $(basename "$ctrl")"
+  done
+}
+
 # What every scenario wants to know about the store and the disks at a given moment.
 snapshot() {
   local tag=$1
@@ -67,6 +79,7 @@ snapshot() {
   record "$tag.images.txt" ctr_k8s images ls
   record "$tag.lsblk.json" lsblk -J -o NAME,SERIAL,MODEL,UUID,FSTYPE,LABEL,MOUNTPOINTS
   record "$tag.by-id.txt" ls -l /dev/disk/by-id/
+  record "$tag.nvme.txt" nvme_controllers
   record "$tag.units.txt" systemctl show --no-pager ctrvol-setup.service containerd.service \
     -p Id,ActiveState,SubState,Result,ExecMainStatus,InactiveExitTimestampMonotonic \
     -p ActiveEnterTimestampMonotonic,ExecMainStartTimestampMonotonic \
