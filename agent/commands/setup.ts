@@ -46,6 +46,7 @@ export async function setup(
     previous: undefined,
     lock: undefined,
     volume: undefined,
+    array: undefined,
     stoppedUnits: [],
     source: undefined,
     hiddenBytes: undefined,

@@ -66,6 +66,14 @@ export function formatStatus(report: StatusReport): string {
   const instead = report.mountedInstead === undefined ? '' : ` (${report.mountedInstead} is)`;
   const rows: [string, string][] = [
     ['device', `${state.device} (at setup)`],
+    ...(state.array === undefined
+      ? []
+      : [
+          [
+            'array',
+            `${state.array.level} of ${state.array.members.join(', ')}, md UUID ${state.array.uuid}`,
+          ] as [string, string],
+        ]),
     ['uuid', state.uuid],
     ['filesystem', `${state.filesystem}, label ${state.label}`],
     [

@@ -8,7 +8,7 @@ import type { Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
 import { measureSource, type TreeSize } from '../preserve/space.js';
 import type { Paths } from '../state/paths.js';
-import type { SetupState } from '../state/state.js';
+import type { ArrayRecord, SetupState } from '../state/state.js';
 
 export type VerifyMode = 'metadata' | 'content';
 
@@ -37,6 +37,8 @@ export interface SetupContext {
   previous: SetupState | undefined;
   lock: HeldLock | undefined;
   volume: Volume | undefined;
+  /** The md array under the volume, when the config pools several disks. */
+  array: ArrayRecord | undefined;
   /** Units stopped by this run, to be started again at the end (or after a failure). */
   stoppedUnits: string[];
   /** What lies at the mount point on the root disk, measured once; null when nothing does. */

@@ -14,6 +14,15 @@ export interface Paths {
   /** Where the volume is mounted while the old store is copied onto it. */
   stagingDir: string;
   systemdDir: string;
+  /**
+   * Where mdadm may keep its config: Amazon Linux and Fedora first, then Debian and Ubuntu. The
+   * first that exists is the one ctrvol updates.
+   */
+  mdadmConfigFiles: string[];
+  /** NodeConfig documents nodeadm reads besides user data (drop-ins). */
+  nodeadmDropInDir: string;
+  /** The instance's user data as cloud-init saved it; nodeadm reads the same text from IMDS. */
+  userDataFile: string;
 }
 
 export function getPaths(root: string): Paths {
@@ -28,6 +37,9 @@ export function getPaths(root: string): Paths {
     lockFile: path.join(stateDir, 'setup.lock'),
     stagingDir: under('run/ctrvol/staging'),
     systemdDir: under('etc/systemd/system'),
+    mdadmConfigFiles: [under('etc/mdadm.conf'), under('etc/mdadm/mdadm.conf')],
+    nodeadmDropInDir: under('etc/eks/nodeadm.d'),
+    userDataFile: under('var/lib/cloud/instance/user-data.txt'),
   };
 }
 

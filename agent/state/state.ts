@@ -1,4 +1,5 @@
 import type { Filesystem } from '../config/schema.js';
+import type { RaidLevel } from '../disks/selectors.js';
 import { EnvironmentError } from '../errors.js';
 import { readJson, writeJsonDurably } from './files.js';
 
@@ -15,6 +16,19 @@ export interface SetupState {
   setupAt: string;
   /** Bytes of the old store still lying under the mount point on the root disk. */
   hiddenBytes: number;
+  /** The md array the filesystem sits on, when ctrvol pooled several disks. */
+  array?: ArrayRecord;
+}
+
+/**
+ * ctrvol's md array as built. The UUID tells its own array from any other named "ctrvol", and
+ * remembering it is how blank members after a stop/start are recognised as a lost array.
+ */
+export interface ArrayRecord {
+  uuid: string;
+  level: RaidLevel;
+  /** Kernel names of the members when the array was last used; they may move between boots. */
+  members: string[];
 }
 
 const stringFields = ['uuid', 'device', 'filesystem', 'label', 'mountPoint', 'setupAt'] as const;

@@ -326,7 +326,10 @@ describe('ctrvol setup finding the device', () => {
     const result = await running;
 
     assert.equal(result.exitCode, 0, String(result.stderr));
-    assert.match(String(result.stderr), /waiting for the device to appear/);
+    assert.match(
+      String(result.stderr),
+      /waiting for \/dev\/xvdzx .*missing="no device has the mapping name xvdzx/,
+    );
     assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
   });
 });

@@ -22,6 +22,7 @@ export const recordStep: Step = {
       mountPoint,
       setupAt: sameVolume && previous !== undefined ? previous.setupAt : new Date().toISOString(),
       hiddenBytes: context.hiddenBytes ?? previous?.hiddenBytes ?? 0,
+      ...(context.array === undefined ? {} : { array: context.array }),
     };
     if (isDeepStrictEqual(state, previous)) {
       return alreadyDone(`${context.paths.stateFile} is up to date`);

@@ -5,8 +5,19 @@ import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
-import { getRootDiskNames, readInventory } from '../../disks/inventory.js';
-import { isMissingDevice, parseSelector, resolveSelector } from '../../disks/selectors.js';
+import { getRootDiskNames, readInventory, type Inventory } from '../../disks/inventory.js';
+import { arrayDevice, arrayName } from '../../disks/md.js';
+import { compareDeviceNames } from '../../disks/names.js';
+import {
+  isMissingDevice,
+  parseSelector,
+  resolveDeviceList,
+  resolveSelector,
+  selectInstanceStore,
+  type Pool,
+  type ResolveOptions,
+} from '../../disks/selectors.js';
+import { findLocalStorageClaims, getOwnerConflict } from '../../host/nodeadm.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import { isBlank, probeSignatures, type Signatures } from '../../host/signatures.js';
 import type { Logger } from '../../log/logger.js';
@@ -14,6 +25,7 @@ import { formatBytes } from '../../text.js';
 import { readJson } from '../../state/files.js';
 import { volumeMetaDir } from '../../state/paths.js';
 import { readState } from '../../state/state.js';
+import { ensureArray } from '../array.js';
 import type { SetupContext, Volume } from '../context.js';
 import { checked, type Step } from '../step.js';
 import { getDeviceIdentity, type FormatIntent } from './format.js';
@@ -23,10 +35,19 @@ export const resolveStep: Step = {
   async run(context, logger) {
     // Read only now, under the lock: a run that waited for another must see what that one did.
     context.previous = await readState(context.paths.stateFile);
-    const device = await findDevice(context, logger);
-    const volume = await probeVolume(context, device);
+    await refuseSecondOwner(context);
+    const found = await findDevice(context, logger);
+    const volume =
+      found.planned === undefined
+        ? await probeVolume(context, found.device)
+        : {
+            device: found.planned,
+            signatures: noSignatures,
+            formatReason: 'blank' as const,
+            mounts: [],
+          };
     context.volume = volume;
-    const { signatures } = volume;
+    const { device, signatures } = volume;
     const what =
       signatures.fsType === undefined ? 'blank' : `${signatures.fsType} ${signatures.uuid}`;
 
@@ -34,53 +55,105 @@ export const resolveStep: Step = {
   },
 };
 
+const noSignatures: Signatures = {
+  fsType: undefined,
+  uuid: undefined,
+  label: undefined,
+  partitionTable: undefined,
+  all: [],
+};
+
+/**
+ * The device to use, or in a dry run that would first build an md array, the array as it would
+ * be (blank, at /dev/md/ctrvol).
+ */
+type Found = { device: BlockDevice; planned?: undefined } | { planned: BlockDevice };
+
 /**
  * A machine that was set up before is looked up by the UUID it recorded, because a raw name such
  * as /dev/nvme1n1 can point at another disk after a reboot. Only when that UUID is nowhere to be
  * found (a new instance-store disk after stop/start, a replaced volume) is the configured device
  * used.
  */
-async function findDevice(context: SetupContext, logger: Logger): Promise<BlockDevice> {
-  const uuid = context.previous?.uuid;
+async function findDevice(context: SetupContext, logger: Logger): Promise<Found> {
+  const { previous } = context;
+  const uuid = previous?.uuid;
   if (uuid !== undefined) {
     const found = await context.run.run('blkid', ['-U', uuid], { okExitCodes: [2] });
     const devicePath = found.stdout.trim();
     if (found.exitCode === 0 && devicePath !== '') {
       logger.info({ uuid, device: devicePath }, 'found the recorded volume by UUID');
-      return getBlockDevice(context.host, devicePath);
+      const device = await getBlockDevice(context.host, devicePath);
+      // The array came back assembled at boot (as /dev/md127, say); its record carries over,
+      // with the members' names as they are now.
+      if (previous?.array !== undefined && device.slaves.length > 0) {
+        context.array = { ...previous.array, members: [...device.slaves].sort(compareDeviceNames) };
+      }
+
+      return { device };
     }
 
     logger.warn({ uuid }, 'the recorded volume is gone; using the configured device');
   }
 
-  return waitForSelector(context, logger);
+  const pool = await waitForPool(context, logger);
+  if (pool.kind === 'single') {
+    return { device: await getBlockDevice(context.host, pool.disk.path) };
+  }
+
+  const array = await ensureArray(context, logger, pool);
+  if (array.device === undefined) {
+    return { planned: plannedArray(pool) };
+  }
+
+  return { device: await getBlockDevice(context.host, array.device) };
+}
+
+/** What a dry run shows for an array it would build: raid10 keeps two copies of everything. */
+function plannedArray(pool: Extract<Pool, { kind: 'array' }>): BlockDevice {
+  const total = pool.members.reduce((sum, disk) => sum + disk.sizeBytes, 0);
+  return {
+    name: `md/${arrayName}`,
+    path: arrayDevice,
+    majorMinor: '',
+    sizeBytes: pool.level === 'raid10' ? Math.floor(total / 2) : total,
+    parent: undefined,
+    partitions: [],
+    holders: [],
+    slaves: pool.members.map((disk) => disk.name),
+    serial: undefined,
+    model: undefined,
+    backingFile: undefined,
+  };
 }
 
 /**
- * Resolves volume.device (a path, a mapping name, a volume id or "auto") against the machine's
- * disks, polling while it names nothing yet: an EBS volume can attach, and udev can create its
- * mapping-name link, well into the boot. On timeout the error lists every disk seen.
+ * Resolves what the config names (volume.device, volume.devices or volume.instanceStore) against
+ * the machine's disks, polling while it names nothing yet: an EBS volume can attach, and udev can
+ * create its mapping-name link, well into the boot. On timeout the error lists every disk seen.
  */
-async function waitForSelector(context: SetupContext, logger: Logger): Promise<BlockDevice> {
-  const { device = 'auto', waitSeconds, label } = context.config.volume;
-  const selector = parseSelector(device);
+async function waitForPool(context: SetupContext, logger: Logger): Promise<Pool> {
+  const { volume } = context.config;
+  const { waitSeconds, label } = volume;
+  const selectors = volume.devices ?? (volume.device === undefined ? [] : [volume.device]);
+  const parsed = selectors.map((text) => parseSelector(text));
   // Only names and "auto" need the NVMe Identify data; reading it runs nvme-cli per disk.
-  const identify =
-    selector.kind === 'mapping-name' || selector.kind === 'auto'
-      ? cacheIdentifyReader(createIdentifyReader(context.run))
-      : undefined;
+  const identify = parsed.some(
+    (selector) => selector.kind === 'mapping-name' || selector.kind === 'auto',
+  )
+    ? cacheIdentifyReader(createIdentifyReader(context.run))
+    : undefined;
   const getSignatures = (disk: { path: string }) => probeSignatures(context.run, disk.path);
+  const wanted =
+    volume.instanceStore === undefined
+      ? selectors.join(', ')
+      : `the instance-store disks (${volume.instanceStore})`;
   const deadline = Date.now() + waitSeconds * 1000;
   let nextLog = 0;
   for (;;) {
     const inventory = await readInventory(context.host, { identify });
     try {
-      const found = await resolveSelector(inventory, selector, { label, getSignatures });
-      if (selector.kind !== 'path') {
-        logger.info({ device: found.disk.path, via: found.via }, `resolved ${device}`);
-      }
-
-      return await getBlockDevice(context.host, found.disk.path);
+      return await selectPool(context, inventory, logger, { label, getSignatures });
     } catch (error) {
       if (!isMissingDevice(error)) {
         throw error;
@@ -94,12 +167,76 @@ async function waitForSelector(context: SetupContext, logger: Logger): Promise<B
       }
 
       if (Date.now() >= nextLog) {
-        logger.info({ device, waitSeconds }, 'waiting for the device to appear');
+        // What is still missing, without the list of every disk seen that the error carries.
+        const missing = getErrorLine(error).split('; seen: ')[0];
+        logger.info({ wanted, waitSeconds, missing }, `waiting for ${wanted}`);
         nextLog = Date.now() + 5000;
       }
     }
 
     await sleep(500);
+  }
+}
+
+async function selectPool(
+  context: SetupContext,
+  inventory: Inventory,
+  logger: Logger,
+  options: ResolveOptions,
+): Promise<Pool> {
+  const { volume } = context.config;
+  if (volume.instanceStore !== undefined) {
+    const pool = selectInstanceStore(inventory, volume.instanceStore, {
+      ...(volume.instanceStoreSerial === undefined
+        ? {}
+        : { serialPattern: volume.instanceStoreSerial }),
+    });
+    logger.info(
+      { disks: pool.members.map((disk) => disk.path), mode: volume.instanceStore },
+      'selected the instance-store disks',
+    );
+    return pool;
+  }
+
+  if (volume.devices !== undefined && volume.raid !== undefined) {
+    return resolveDeviceList(inventory, volume.devices, volume.raid, options);
+  }
+
+  const selector = parseSelector(volume.device ?? 'auto');
+  const found = await resolveSelector(inventory, selector, options);
+  if (selector.kind !== 'path') {
+    logger.info({ device: found.disk.path, via: found.via }, `resolved ${selector.text}`);
+  }
+
+  return { kind: 'single', disk: found.disk, members: [found.disk] };
+}
+
+/**
+ * nodeadm builds its own array from the instance-store disks when its NodeConfig sets
+ * localStorage, and binds it over /var/lib/containerd (and /var/lib/kubelet, /var/log/pods)
+ * after ctrvol-setup has run. Either owner alone is fine; both means one mount hides the other's
+ * store, so the conflict is refused before anything is touched.
+ */
+async function refuseSecondOwner(context: SetupContext): Promise<void> {
+  const claims = await findLocalStorageClaims({
+    userDataFile: context.paths.userDataFile,
+    dropInDir: context.paths.nodeadmDropInDir,
+  });
+  for (const claim of claims) {
+    const why = getOwnerConflict(claim, context.config.volume);
+    if (why !== undefined) {
+      throw new EnvironmentError(
+        `${claim.source} holds a NodeConfig with spec.instance.localStorage ` +
+          `(strategy ${claim.strategy}), and ctrvol is configured for the same storage: ${why}`,
+        {
+          hint:
+            'give the disks one owner: either remove localStorage from the NodeConfig (with ' +
+            'Karpenter, drop instanceStorePolicy from the EC2NodeClass) and let ctrvol set ' +
+            'them up, or leave them to nodeadm and disable ctrvol-setup.service; nothing was ' +
+            'changed',
+        },
+      );
+    }
   }
 }
 
