@@ -14,6 +14,7 @@ import {
   type Boot,
   describeTimeline,
   mappingNameRule,
+  notAboutDisks,
   nvmeControllers,
   nvmeNameOf,
   runScenario,
@@ -33,6 +34,7 @@ before(
       {
         id: 'mapping-name',
         guestScript: 'mapping-name.sh',
+        maskUnits: notAboutDisks,
         bakeConfig: 'volume:\n  device: xvdb\n  filesystem: xfs\nonFailure: block\n',
         udevRules: { '70-e2e-xvdb.rules': mappingNameRule(VOL0, 'xvdb') },
         runs: [

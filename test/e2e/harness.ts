@@ -77,6 +77,13 @@ export interface RunSpec {
   nvme: DiskSpec[];
 }
 
+/**
+ * The ctrvol units that scenarios about disks mask: `ctrvol verify` (scenario 4's subject) and the
+ * monitor each start Node.js at every boot, half a minute of emulated CPU before the scenario
+ * step can run, and neither bears on which disk ctrvol-setup chose.
+ */
+export const notAboutDisks = ['ctrvol-verify.service', 'ctrvol-monitor.service'];
+
 /** The two EBS volumes of a single-run scenario: the data volume and one nothing names. */
 export const ebsDisks: DiskSpec[] = [
   { serial: VOL0, file: 'vol0.raw' },
@@ -91,6 +98,8 @@ interface ScenarioCommon {
   /** Install ctrvol before the first boot with this config (as an AMI bake would). */
   bakeConfig?: string;
   udevRules?: Record<string, string>;
+  /** Units that never start in this scenario (masked before the first boot). */
+  maskUnits?: string[];
   env?: Record<string, string>;
 }
 
@@ -333,6 +342,7 @@ export async function runScenario(
     },
     ...(spec.bakeConfig === undefined ? {} : { bakeConfig: spec.bakeConfig }),
     ...(spec.udevRules === undefined ? {} : { udevRules: spec.udevRules }),
+    ...(spec.maskUnits === undefined ? {} : { maskUnits: spec.maskUnits }),
   });
 
   const consoleLog = path.join(runDir, 'console.log');
