@@ -86,6 +86,29 @@ snapshot() {
     -p ExecMainExitTimestampMonotonic,UnitFileState
 }
 
+# The kernel device (/dev/mdN) of every assembled md array named ctrvol, one per line. Not the
+# /dev/md/ctrvol link: udev makes it only when mdadm.conf names no other device for the array.
+ctrvol_arrays() {
+  local md
+  for md in /dev/md[0-9]*; do
+    [[ -b $md ]] || continue
+    if mdadm --detail --export "$md" 2>/dev/null | grep -qx 'MD_NAME=any:ctrvol'; then
+      echo "$md"
+    fi
+  done
+}
+
+# What ctrvol's md array looks like: the kernel's list, which /dev/mdN it is, mdadm's view of it,
+# and the ARRAY lines of mdadm's config.
+md_snapshot() {
+  local tag=$1 md
+  md=$(ctrvol_arrays)
+  record "$tag.mdstat.txt" cat /proc/mdstat
+  note "$tag.md-device.txt" "$md"
+  record "$tag.md-detail.txt" mdadm --detail --export "${md%%$'\n'*}"
+  record "$tag.mdadm-conf.txt" grep '^ARRAY' /etc/mdadm/mdadm.conf
+}
+
 # pod NAME : through CRI (host network, no CNI), as the kubelet would: lists the images, runs a
 # pod sandbox and a container in it, then stops and removes both (a node being shut down would
 # have been drained). The in-guest pod CLI's JSON report goes to pod-NAME.json, its stderr to
