@@ -5,11 +5,12 @@
 // libraries costs more than Node's own start-up. So the bundle nests:
 //   dist/ctrvol.cjs             the entry point: argv, --help, --version, errors, exit codes
 //     agent/commands/index.ts   every command, its libraries (yaml, zod, pino, execa…)
-//       agent/cri/index.ts      the CRI client (gRPC, protobufjs), for verify and prune only
-// Each inner bundle is gzipped text inside the one around it, inflated and compiled the first
-// time it is imported. `ctrvol --version` pays for neither; `ctrvol setup` for one.
+//       agent/cri/index.ts      the CRI client (gRPC, protobufjs), for verify, prune, monitor
+// Each inner bundle is gzipped text on a comment line at the end of the file, inflated and
+// compiled the first time it is imported. `ctrvol --version` pays for neither; `ctrvol setup`
+// for one.
 import { build } from 'esbuild';
-import { chmod } from 'node:fs/promises';
+import { appendFile, chmod } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 
 const outfile = 'dist/ctrvol.cjs';
@@ -36,11 +37,19 @@ async function buildEmbedded(entryPoint, plugins = []) {
   return gzipSync(result.outputFiles[0].contents, { level: 9 }).toString('base64');
 }
 
+/** The line at the end of dist/ctrvol.cjs that carries an embedded bundle. */
+const payloadLine = (name, text) => `//ctrvol-embedded ${name} ${text}\n`;
+
 /**
  * Resolves an import of `name/index.js` to a module that, when first required, inflates the
  * embedded bundle and compiles it as a module of its own.
+ *
+ * The bundle's text is a comment line at the end of the file, read back from the file, rather
+ * than a string literal in the code: V8 keeps a literal's own copy of the text, beside the
+ * source of the script it is in, for as long as that script lives, which in the monitor is as
+ * long as the process. An inner bundle's `__filename` is the file's with `#name` appended.
  */
-function embed(name, text) {
+function embed(name) {
   return {
     name: `embed-${name}`,
     setup(context) {
@@ -52,12 +61,18 @@ function embed(name, text) {
         loader: 'js',
         contents: [
           "const Module = require('node:module');",
+          "const { readFileSync } = require('node:fs');",
           "const { gunzipSync } = require('node:zlib');",
-          `const code = gunzipSync(Buffer.from('${text}', 'base64')).toString('utf8');`,
-          `const embedded = new Module(\`\${__filename}#${name}\`, module);`,
-          'embedded.filename = __filename;',
+          "const file = __filename.replace(/#[^/]*$/, '');",
+          "const all = readFileSync(file, 'latin1');",
+          `const marker = ${JSON.stringify(payloadLine(name, '').slice(0, -1))};`,
+          'const start = all.lastIndexOf(marker) + marker.length;',
+          "const text = all.slice(start, all.indexOf('\\n', start));",
+          "const code = gunzipSync(Buffer.from(text, 'base64')).toString('utf8');",
+          `const embedded = new Module(\`\${file}#${name}\`, module);`,
+          'embedded.filename = file;',
           'embedded.paths = module.paths;',
-          `embedded._compile(code, \`\${__filename}#${name}\`);`,
+          `embedded._compile(code, \`\${file}#${name}\`);`,
           'module.exports = embedded.exports;',
         ].join('\n'),
       }));
@@ -66,13 +81,14 @@ function embed(name, text) {
 }
 
 const cri = await buildEmbedded('agent/cri/index.ts');
-const commands = await buildEmbedded('agent/commands/index.ts', [embed('cri', cri)]);
+const commands = await buildEmbedded('agent/commands/index.ts', [embed('cri')]);
 
 await build({
   ...common,
   entryPoints: ['agent/main.ts'],
   outfile,
   banner: { js: `#!/usr/bin/env node\n${common.banner.js}` },
-  plugins: [embed('commands', commands)],
+  plugins: [embed('commands')],
 });
+await appendFile(outfile, payloadLine('commands', commands) + payloadLine('cri', cri));
 await chmod(outfile, 0o755);

@@ -1,10 +1,11 @@
 import type { CommonOptions } from '../cli/args.js';
 import { getBlockDevice } from '../host/block.js';
 import { realHost } from '../host/host.js';
+import { getBindState } from '../host/bind-mounts.js';
 import { getMountAt, readMountInfo } from '../host/mountinfo.js';
 import { measureFilesystem, type FilesystemUsage } from '../host/usage.js';
 import { readMonitorState, type MonitorState } from '../monitor/state.js';
-import { getPaths } from '../state/paths.js';
+import { getBindFolder, getPaths } from '../state/paths.js';
 import { readState, type SetupState } from '../state/state.js';
 import { formatBytes } from '../text.js';
 
@@ -17,6 +18,17 @@ export interface StatusReport {
   usage: FilesystemUsage | undefined;
   /** What the monitor last saw and did, when it has run. */
   monitor: Pick<MonitorState, 'lastTick' | 'prune'> | undefined;
+  /** Each directory setup binds from the volume, and whether it is bound now. */
+  bindMounts: BindMountStatus[];
+}
+
+export interface BindMountStatus {
+  directory: string;
+  /** The folder it is bound from, relative to the top of the volume. */
+  folder: string;
+  bound: boolean;
+  /** What is mounted at the directory instead, when something else is. */
+  mountedInstead: string | undefined;
 }
 
 /** Reads what setup and the monitor recorded and checks it against the live machine. */
@@ -36,13 +48,24 @@ export async function getStatus(common: CommonOptions): Promise<StatusReport> {
       mountedInstead: undefined,
       usage: undefined,
       monitor,
+      bindMounts: [],
     };
   }
 
-  const mount = getMountAt(await readMountInfo(realHost), state.mountPoint);
+  const mounts = await readMountInfo(realHost);
+  const mount = getMountAt(mounts, state.mountPoint);
   const device = await getBlockDevice(realHost, state.device).catch(() => undefined);
   const mounted = mount !== undefined && mount.majorMinor === device?.majorMinor;
   const usage = mounted ? await measureFilesystem(state.mountPoint) : undefined;
+  const bindMounts = (state.bindMounts ?? []).map((directory): BindMountStatus => {
+    const bind = getBindState(mounts, directory, device?.majorMinor ?? '');
+    return {
+      directory,
+      folder: getBindFolder(directory),
+      bound: bind.kind === 'bound',
+      mountedInstead: bind.kind === 'occupied' ? bind.mount.source : undefined,
+    };
+  });
 
   return {
     setUp: true,
@@ -51,6 +74,7 @@ export async function getStatus(common: CommonOptions): Promise<StatusReport> {
     mountedInstead: mount !== undefined && !mounted ? mount.source : undefined,
     usage,
     monitor,
+    bindMounts,
   };
 }
 
@@ -88,6 +112,16 @@ export function formatStatus(report: StatusReport): string {
     rows.push([
       'usage',
       `${formatBytes(usedBytes)} of ${formatBytes(totalBytes)} (${percent}%; inodes ${inodePercent}%)`,
+    ]);
+  }
+
+  for (const bind of report.bindMounts) {
+    const instead = bind.mountedInstead === undefined ? '' : ` (${bind.mountedInstead} is)`;
+    rows.push([
+      'bind',
+      bind.bound
+        ? `${bind.directory} from ${bind.folder}, bound`
+        : `${bind.directory} from ${bind.folder}, NOT bound${instead}`,
     ]);
   }
 

@@ -1,3 +1,4 @@
+import { bindStep } from './steps/bind.js';
 import { formatStep } from './steps/format.js';
 import { growStep } from './steps/grow.js';
 import { lockStep } from './steps/lock.js';
@@ -21,7 +22,8 @@ import type { Step } from './step.js';
  *   preserve  copy the old store onto the volume through a staging mount, verify, mark
  *   mount     mount the volume at the mount point
  *   grow      grow the filesystem online if the device was enlarged
- *   wire      the containerd drop-in that orders it after ctrvol-setup
+ *   bind      carry each volume.bindMounts directory onto the volume once, bind it every boot
+ *   wire      the containerd (and kubelet) drop-ins that order them after ctrvol-setup
  *   start     start what quiesce stopped
  *   record    state for `ctrvol status` and for finding the volume by UUID next boot
  */
@@ -33,6 +35,7 @@ export const setupSteps: readonly Step[] = [
   preserveStep,
   mountStep,
   growStep,
+  bindStep,
   wireStep,
   startStep,
   recordStep,

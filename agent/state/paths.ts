@@ -48,3 +48,29 @@ export const volumeMetaDir = '.ctrvol';
 export const preservedMarker = `${volumeMetaDir}/preserved.json`;
 export const copyStartedMarker = `${volumeMetaDir}/copy-started.json`;
 export const inServiceMarker = `${volumeMetaDir}/in-service.json`;
+
+/**
+ * The one folder at the top of the volume that holds the directories bound from it
+ * (volume.bindMounts), each at its own absolute path: /var/lib/kubelet is bound from
+ * ctrvol-bind/var/lib/kubelet. Everything else at the top of the volume is containerd's.
+ */
+export const bindDir = 'ctrvol-bind';
+
+/** Where a bound directory lives on the volume, relative to its top. */
+export function getBindFolder(directory: string): string {
+  return `${bindDir}${directory}`;
+}
+
+/**
+ * The records of one bound directory's copy, in ctrvol's own folder on the volume. The name
+ * escapes every "/" so that /var/lib/a-b and /var/lib/a/b can never share a record.
+ */
+export function getBindMarkers(directory: string): { copied: string; copyStarted: string } {
+  const name = encodeURIComponent(directory.slice(1));
+  return {
+    copied: `${volumeMetaDir}/bind/${name}.json`,
+    copyStarted: `${volumeMetaDir}/bind/${name}.copy-started.json`,
+  };
+}
+
+export const bindMarkerDir = `${volumeMetaDir}/bind`;

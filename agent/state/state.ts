@@ -16,6 +16,8 @@ export interface SetupState {
   setupAt: string;
   /** Bytes of the old store still lying under the mount point on the root disk. */
   hiddenBytes: number;
+  /** The directories bound from the volume's ctrvol-bind folder; absent when there are none. */
+  bindMounts?: string[];
   /** The md array the filesystem sits on, when ctrvol pooled several disks. */
   array?: ArrayRecord;
 }
@@ -58,7 +60,8 @@ export async function readState(file: string): Promise<SetupState | undefined> {
     value !== null &&
     record.version === 1 &&
     stringFields.every((field) => typeof record[field] === 'string') &&
-    typeof record.hiddenBytes === 'number';
+    typeof record.hiddenBytes === 'number' &&
+    isOptionalList(record.bindMounts);
   if (!valid) {
     throw new EnvironmentError(`${file} is not a ctrvol state record`, {
       hint: 'move it aside to set the volume up afresh (it is found again by its label)',
@@ -66,6 +69,10 @@ export async function readState(file: string): Promise<SetupState | undefined> {
   }
 
   return value as SetupState;
+}
+
+function isOptionalList(value: unknown): boolean {
+  return value === undefined || (Array.isArray(value) && value.every((v) => typeof v === 'string'));
 }
 
 export function writeState(file: string, state: SetupState): Promise<void> {

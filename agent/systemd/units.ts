@@ -18,11 +18,27 @@ export function renderContainerdDropIn(onFailure: Config['onFailure']): string {
   // disk, where it would find no cached sandbox image and fill the root filesystem. With
   // `rootDisk` the node still comes up, and the setup unit's failure stays visible in
   // `systemctl --failed`.
-  const [why, dependency] =
+  return renderDropIn(
     onFailure === 'block'
       ? ['containerd must not start unless its volume is mounted.', 'Requires']
-      : ['onFailure: rootDisk, so containerd starts even if setup fails.', 'Wants'];
+      : ['onFailure: rootDisk, so containerd starts even if setup fails.', 'Wants'],
+  );
+}
 
+/** Only there while volume.bindMounts names directories; setup removes it when it does not. */
+export const kubeletDropInPath = 'etc/systemd/system/kubelet.service.d/10-ctrvol.conf';
+
+export function renderKubeletDropIn(onFailure: Config['onFailure']): string {
+  // The same rule as containerd's: with `block`, a kubelet started before its directories are
+  // bound would write into the root disk what the bind then hides.
+  return renderDropIn(
+    onFailure === 'block'
+      ? ['the kubelet must not start unless its directories are bound from the volume.', 'Requires']
+      : ['onFailure: rootDisk, so the kubelet starts even if setup fails.', 'Wants'],
+  );
+}
+
+function renderDropIn([why, dependency]: [string, 'Requires' | 'Wants']): string {
   return [
     '# Written by ctrvol setup; rewritten on every run.',
     `# ${why}`,

@@ -20,7 +20,9 @@ import { parseConfig } from '../../agent/config/load.js';
 import type { Config } from '../../agent/config/schema.js';
 import {
   containerdDropInPath,
+  kubeletDropInPath,
   renderContainerdDropIn,
+  renderKubeletDropIn,
   setupUnit,
 } from '../../agent/systemd/units.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
@@ -181,6 +183,8 @@ async function addBootUnits(root: string, host: 'eks' | 'plain'): Promise<string
 interface RootOptions {
   host: 'eks' | 'plain';
   onFailure?: Config['onFailure'];
+  /** Also the kubelet's drop-in, as setup writes it when volume.bindMounts names directories. */
+  kubelet?: boolean;
 }
 
 interface NodeRoot {
@@ -210,6 +214,11 @@ async function makeNodeRoot(name: string, options: RootOptions): Promise<NodeRoo
     const dropIn = path.join(root, containerdDropInPath);
     await mkdir(path.dirname(dropIn), { recursive: true });
     await writeFile(dropIn, renderContainerdDropIn(options.onFailure));
+    if (options.kubelet === true) {
+      const kubeletDropIn = path.join(root, kubeletDropInPath);
+      await mkdir(path.dirname(kubeletDropIn), { recursive: true });
+      await writeFile(kubeletDropIn, renderKubeletDropIn(options.onFailure));
+    }
   }
 
   return { root, units: [setupUnit, verifyUnit, ...bootUnits] };
@@ -425,6 +434,16 @@ describe('systemd-analyze verify', () => {
       const verdict = await verify(root, units);
       assert.ok(verdict.clean, verdict.output);
     });
+
+    test(`it passes the kubelet drop-in of volume.bindMounts for onFailure: ${onFailure}`, async () => {
+      const { root, units } = await makeNodeRoot(`kubelet-drop-in-${onFailure}`, {
+        host: 'eks',
+        onFailure,
+        kubelet: true,
+      });
+      const verdict = await verify(root, units);
+      assert.ok(verdict.clean, verdict.output);
+    });
   }
 
   test('it passes the setup unit on a host without nodeadm, cloud-init or the kubelet', async () => {
@@ -460,6 +479,12 @@ describe('systemd-analyze verify', () => {
       complaint: /10-ctrvol\.conf.*Unknown key .*Require/,
     },
     {
+      name: 'an unknown directive in the kubelet drop-in',
+      file: kubeletDropInPath,
+      edit: (text) => text.replace(/^After=/m, 'Afterwards='),
+      complaint: /kubelet\.service\.d\/10-ctrvol\.conf.*Unknown key .*Afterwards/,
+    },
+    {
       name: 'an ordering cycle between setup and the boot',
       file: path.join(unitDir, 'containerd.service'),
       edit: (text) => text.replace('[Unit]\n', '[Unit]\nBefore=nodeadm-config.service\n'),
@@ -470,7 +495,11 @@ describe('systemd-analyze verify', () => {
   for (const { name, file, edit, complaint } of rejected) {
     test(`it rejects ${name}`, async () => {
       const rootName = `rejects-${name.replace(/\W+/g, '-')}`;
-      const { root, units } = await makeNodeRoot(rootName, { host: 'eks', onFailure: 'block' });
+      const { root, units } = await makeNodeRoot(rootName, {
+        host: 'eks',
+        onFailure: 'block',
+        kubelet: true,
+      });
       await editFile(path.join(root, file), edit);
       const verdict = await verify(root, units);
       assert.ok(!verdict.clean, `verify accepted ${name}`);

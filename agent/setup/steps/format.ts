@@ -3,10 +3,10 @@ import { EnvironmentError, StepError } from '../../errors.js';
 import type { BlockDevice } from '../../host/block.js';
 import { probeSignatures } from '../../host/signatures.js';
 import { removeDurably, writeJsonDurably } from '../../state/files.js';
+import { tooSmallHint } from '../../preserve/copy.js';
 import { estimateUsableBytes, getNeededSpace } from '../../preserve/space.js';
 import { formatBytes } from '../../text.js';
 import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
-import { tooSmallHint } from './preserve.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 /** Written under /var/lib/ctrvol before mkfs starts, and removed once the new filesystem probes. */

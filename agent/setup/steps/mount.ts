@@ -44,7 +44,7 @@ export const mountStep: Step = {
   },
 };
 
-function isSelinuxEnabled(sys: string): Promise<boolean> {
+export function isSelinuxEnabled(sys: string): Promise<boolean> {
   return access(`${sys}/fs/selinux/enforce`).then(
     () => true,
     () => false,

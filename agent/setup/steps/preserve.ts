@@ -1,13 +1,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { EnvironmentError, StepError } from '../../errors.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import type { Logger } from '../../log/logger.js';
-import { buildManifest, compareManifests, getManifestDigest } from '../../preserve/manifest.js';
-import { getFreeSpace, getNeededSpace } from '../../preserve/space.js';
+import { checkRoom, clearUnfinishedCopy, copyAndVerify } from '../../preserve/copy.js';
+import { buildManifest, getManifestDigest } from '../../preserve/manifest.js';
 import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
 import {
+  bindDir,
   copyStartedMarker,
   inServiceMarker,
   preservedMarker,
@@ -113,9 +113,6 @@ async function isCopyStillGood(
   return false;
 }
 
-export const tooSmallHint =
-  'attach a larger volume; nothing was copied and the original is untouched';
-
 function getHiddenBytes(record: PreservedRecord | undefined): number | undefined {
   return record === undefined ? undefined : record.reclaimed ? 0 : record.bytes;
 }
@@ -154,55 +151,22 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   }
 
   await clearInterruptedCopy(context, logger);
-  const free = await getFreeSpace(staging);
-  const needed = getNeededSpace(source);
-  if (free.bytes < needed.bytes || free.inodes < needed.inodes) {
-    throw new EnvironmentError(
-      `the volume is too small for ${mountPoint}: it needs ${formatBytes(needed.bytes)} and ` +
-        `${needed.inodes} inodes, it has ${formatBytes(free.bytes)} and ${free.inodes} free`,
-      { hint: tooSmallHint },
-    );
-  }
+  await checkRoom(staging, mountPoint, source);
 
   await writeJsonDurably(path.join(staging, copyStartedMarker), { at: new Date().toISOString() });
   logger.info(
     { bytes: source.bytes, inodes: source.inodes },
     `copying ${mountPoint} onto the volume`,
   );
-  const content = context.verify === 'content';
-  // cp as root keeps owners, modes, timestamps, hard links, holes, device nodes (overlay
-  // whiteouts) and, with xattr named explicitly, fails rather than silently dropping any xattr:
-  // trusted.overlay.*, security.capability, security.selinux and ACLs all live there.
-  // The source is quiet (quiesce saw to that), so its manifest is read while cp runs.
-  const copying = context.run
-    .run('cp', [
-      '--archive',
-      '--preserve=all,xattr',
-      '--one-file-system',
-      '--sparse=auto',
-      `${mountPoint}/.`,
-      staging,
-    ])
-    // cp does not sync, and the marker must never reach the disk before the data it vouches for.
-    .then(() => context.run.run('sync', ['--file-system', staging]));
-  const [original] = await Promise.all([
-    buildManifest(context.run, mountPoint, { content }),
-    copying,
-  ]);
-
   // mkfs.ext4 makes lost+found: it belongs to the volume, not to the copy, unless the source
-  // had one too.
+  // had one too. The bound folders are not part of the old store either.
   const sourceHasLostFound = existsSync(path.join(mountPoint, 'lost+found'));
-  const exclude = new Set(sourceHasLostFound ? [volumeMetaDir] : [volumeMetaDir, 'lost+found']);
-  const copy = await buildManifest(context.run, staging, { content, exclude });
-  const differences = compareManifests(original, copy);
-  if (differences.length > 0) {
-    throw new StepError(
-      `the copy of ${mountPoint} does not match its source in ${differences.length} place(s): ` +
-        differences.slice(0, 3).join('; '),
-      { hint: 'the original is untouched; the next run copies again' },
-    );
-  }
+  const ownNames = [volumeMetaDir, bindDir];
+  const exclude = new Set(sourceHasLostFound ? ownNames : [...ownNames, 'lost+found']);
+  const original = await copyAndVerify(context.run, mountPoint, staging, {
+    content: context.verify === 'content',
+    exclude,
+  });
 
   logger.info({ entries: original.size, verify: context.verify }, 'the copy matches its source');
   const record = await markPreserved(context, {
@@ -219,32 +183,19 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   return record;
 }
 
-/**
- * A run killed during the copy leaves part of it on the volume, under a copy-started record.
- * Anything on a volume without that record or the completion marker was not put there by ctrvol,
- * and is never deleted.
- */
+/** ctrvol's records, its bound folders and mkfs's lost+found are never part of the copy. */
 async function clearInterruptedCopy(context: SetupContext, logger: Logger): Promise<void> {
   const staging = context.paths.stagingDir;
-  const entries = (await readdir(staging)).filter(
-    (name) => name !== volumeMetaDir && name !== 'lost+found',
+  await clearUnfinishedCopy(
+    staging,
+    path.join(staging, copyStartedMarker),
+    {
+      keep: new Set([volumeMetaDir, bindDir, 'lost+found']),
+      describe: 'the volume',
+      hint: 'empty the volume or point volume.device at another one; nothing was deleted',
+    },
+    logger,
   );
-  if (entries.length === 0) {
-    return;
-  }
-
-  const started = await readJson<{ at: string }>(path.join(staging, copyStartedMarker));
-  if (started === undefined) {
-    throw new EnvironmentError(
-      `the volume holds data ctrvol did not put there (${entries.slice(0, 3).join(', ')}…)`,
-      { hint: 'empty the volume or point volume.device at another one; nothing was deleted' },
-    );
-  }
-
-  logger.warn({ since: started.at }, 'removing a copy that an earlier run did not finish');
-  for (const name of entries) {
-    await rm(path.join(staging, name), { recursive: true, force: true });
-  }
 }
 
 async function markPreserved(

@@ -5,16 +5,20 @@ import { isUnitActive } from '../../host/systemd.js';
 import { dependentUnits } from '../../systemd/units.js';
 import { act, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
+import { checkBindTargets } from './bind.js';
 
 /**
  * Nothing may write to the old store while it is copied, and nothing may be left holding files
- * under the mount point when the volume is mounted over it.
+ * under the mount point when the volume is mounted over it. The same holds for a directory about
+ * to be bound (a bindMounts entry added to a node already set up): the kubelet writes there.
  */
 export const quiesceStep: Step = {
   name: 'quiesce',
   async run(context, logger) {
     const { mountPoint } = context.config.volume;
-    if (isMountedAtMountPoint(context)) {
+    // Refused here, before anything is stopped: a directory ctrvol must not bind over.
+    const pendingBinds = await checkBindTargets(context);
+    if (isMountedAtMountPoint(context) && pendingBinds.length === 0) {
       return alreadyDone(`the volume is already mounted at ${mountPoint}`);
     }
 

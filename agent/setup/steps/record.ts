@@ -7,7 +7,7 @@ export const recordStep: Step = {
   name: 'record',
   async run(context, logger) {
     const { device, signatures } = getVolume(context);
-    const { label, mountPoint, filesystem } = context.config.volume;
+    const { label, mountPoint, filesystem, bindMounts } = context.config.volume;
     const previous = context.previous;
     const sameVolume = previous?.uuid === signatures.uuid;
     const state: SetupState = {
@@ -22,6 +22,8 @@ export const recordStep: Step = {
       mountPoint,
       setupAt: sameVolume && previous !== undefined ? previous.setupAt : new Date().toISOString(),
       hiddenBytes: context.hiddenBytes ?? previous?.hiddenBytes ?? 0,
+      // Left out when empty, so that a record written before bind mounts existed still matches.
+      ...(bindMounts.length > 0 ? { bindMounts } : {}),
       ...(context.array === undefined ? {} : { array: context.array }),
     };
     if (isDeepStrictEqual(state, previous)) {

@@ -17,13 +17,14 @@ import {
   type Pool,
   type ResolveOptions,
 } from '../../disks/selectors.js';
+import { isOwnBind } from '../../host/bind-mounts.js';
 import { findLocalStorageClaims, getOwnerConflict } from '../../host/nodeadm.js';
 import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import { isBlank, probeSignatures, type Signatures } from '../../host/signatures.js';
 import type { Logger } from '../../log/logger.js';
 import { formatBytes } from '../../text.js';
 import { readJson } from '../../state/files.js';
-import { volumeMetaDir } from '../../state/paths.js';
+import { bindDir, volumeMetaDir } from '../../state/paths.js';
 import { readState } from '../../state/state.js';
 import { ensureArray } from '../array.js';
 import type { SetupContext, Volume } from '../context.js';
@@ -275,8 +276,10 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse('is in use as swap');
   }
 
+  // ctrvol's own binds of its ctrvol-bind folders are there too once the volume is set up.
   const foreignMount = mounts.find(
-    (entry) => entry.mountPoint !== mountPoint && entry.mountPoint !== paths.stagingDir,
+    (entry) =>
+      entry.mountPoint !== mountPoint && entry.mountPoint !== paths.stagingDir && !isOwnBind(entry),
   );
   if (foreignMount !== undefined) {
     throw refuse(`is mounted at ${foreignMount.mountPoint}; ctrvol only mounts it itself`);
@@ -362,7 +365,7 @@ function describeSignatures(signatures: Signatures): string {
 /**
  * The mount point on the root disk must be a plain directory (or not exist yet). A symlink would
  * have the copy measured and verified through the link but mounted over its target; and a
- * .ctrvol entry there would be taken for ctrvol's own records once copied onto the volume.
+ * .ctrvol or ctrvol-bind entry there would be taken for ctrvol's own once copied onto the volume.
  */
 async function checkMountPoint(mountPoint: string): Promise<void> {
   const info = await lstat(mountPoint).catch(() => undefined);
@@ -382,15 +385,17 @@ async function checkMountPoint(mountPoint: string): Promise<void> {
     });
   }
 
-  if (
-    await access(path.join(mountPoint, volumeMetaDir)).then(
-      () => true,
-      () => false,
-    )
-  ) {
-    throw new EnvironmentError(
-      `${mountPoint} on the root disk holds a ${volumeMetaDir} entry, ctrvol's own name on a volume`,
-      { hint: 'was a ctrvol volume copied here? move that entry aside; nothing was changed' },
-    );
+  for (const name of [volumeMetaDir, bindDir]) {
+    if (
+      await access(path.join(mountPoint, name)).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      throw new EnvironmentError(
+        `${mountPoint} on the root disk holds a ${name} entry, ctrvol's own name on a volume`,
+        { hint: 'was a ctrvol volume copied here? move that entry aside; nothing was changed' },
+      );
+    }
   }
 }
