@@ -43,6 +43,8 @@ export interface SeedOptions {
   bakeConfig?: string;
   /** udev rules to drop into /etc/udev/rules.d, by file name. */
   udevRules?: Record<string, string>;
+  /** Units masked after ctrvol is installed, so that they never start. */
+  maskUnits?: string[];
 }
 
 function shellQuote(value: string): string {
@@ -94,6 +96,9 @@ export async function buildSeed(o: SeedOptions): Promise<string> {
   if (o.bakeConfig !== undefined) {
     await writeFile(path.join(tree, 'bake'), '');
     await writeFile(path.join(tree, 'bake-config.yaml'), o.bakeConfig);
+  }
+  if (o.maskUnits !== undefined) {
+    await writeFile(path.join(tree, 'mask'), o.maskUnits.map((unit) => `${unit}\n`).join(''));
   }
   if (o.udevRules !== undefined) {
     await mkdir(path.join(tree, 'udev'));

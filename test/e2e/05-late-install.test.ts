@@ -7,16 +7,14 @@ import {
   ctrvolWarnings,
   vmTimeout,
 } from './checks.js';
-import { describeTimeline, diagnoseLines, findmnt, runScenario, VOL0 } from './harness.js';
-
-// amazon-ec2-utils names an EBS volume after its block device mapping (read from the NVMe
-// controller's vendor data); this VM's disks carry no such data, so the rule keys on the serial.
-const xvdbRule = [
-  'KERNEL=="nvme*n*"',
-  'ENV{DEVTYPE}=="disk"',
-  `ATTRS{serial}=="${VOL0}"`,
-  'SYMLINK+="xvdb"',
-].join(', ');
+import {
+  describeTimeline,
+  diagnoseLines,
+  findmnt,
+  mappingNameRule,
+  runScenario,
+  VOL0,
+} from './harness.js';
 
 const scenario5 =
   'ctrvol installed late from user data stops the running containerd, carries its store ' +
@@ -28,7 +26,7 @@ test(scenario5, { timeout: vmTimeout(1) }, async (t) => {
       id: 'late-install',
       guestScript: 'late-install.sh',
       boots: 1,
-      udevRules: { '70-e2e-xvdb.rules': `${xvdbRule}\n` },
+      udevRules: { '70-e2e-xvdb.rules': mappingNameRule(VOL0, 'xvdb') },
     },
     (line) => t.diagnostic(line),
   );

@@ -2,6 +2,8 @@
  * Assertions that several scenarios make on what a guest boot reported.
  */
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import {
   type Boot,
   findmnt,
@@ -10,6 +12,7 @@ import {
   parseImages,
   PINNED,
   SANDBOX_IMAGE,
+  type ScenarioResult,
   VOL1,
 } from './harness.js';
 
@@ -53,11 +56,8 @@ export function assertPodRan(boot: Boot, name: string): PodReport {
   return pod;
 }
 
-/**
- * The sandbox image is in the store under its name with the pinned label (ctr's view), and the
- * CRI reports it pinned (the kubelet's view, which keeps it out of image GC).
- */
-export function assertPauseImagePinned(boot: Boot, tag: string, pod: PodReport): void {
+/** The sandbox image is in the store under its name with the pinned label (ctr's view). */
+export function assertPauseImageLabelled(boot: Boot, tag: string): void {
   const images = parseImages(boot.text(`${tag}.images.txt`));
   const pause = images.find((i) => i.ref === SANDBOX_IMAGE);
   assert.ok(
@@ -65,6 +65,14 @@ export function assertPauseImagePinned(boot: Boot, tag: string, pod: PodReport):
     `boot ${boot.number}: no ${SANDBOX_IMAGE} in k8s.io:\n${boot.text(`${tag}.images.txt`)}`,
   );
   assert.ok(pause.labels.split(',').includes(PINNED), `not pinned: ${pause.labels}`);
+}
+
+/**
+ * The sandbox image is in the store under its name with the pinned label (ctr's view), and the
+ * CRI reports it pinned (the kubelet's view, which keeps it out of image GC).
+ */
+export function assertPauseImagePinned(boot: Boot, tag: string, pod: PodReport): void {
+  assertPauseImageLabelled(boot, tag);
   const viaCri = pod.images?.find((i) => i.repoTags.includes(SANDBOX_IMAGE));
   assert.equal(viaCri?.pinned, true, `CRI does not report ${SANDBOX_IMAGE} pinned`);
 }
@@ -103,4 +111,89 @@ export function ctrvolWarnings(boot: Boot): string[] {
     .journal()
     .filter((e) => e.SYSLOG_IDENTIFIER === 'ctrvol' && Number(e.PRIORITY) <= 4)
     .map((e) => `<${String(e.PRIORITY)}> ${String(e.MESSAGE ?? '')}`);
+}
+
+/**
+ * Not a byte was ever written to the disk: its sparse image file still has no block allocated.
+ * The guest's reads (udev's and blkid's probes) allocate nothing; any write would, even of zeros.
+ */
+export function assertUntouched(result: ScenarioResult, file: string): void {
+  const { blocks } = statSync(path.join(result.runDir, file));
+  assert.equal(blocks, 0, `${file} was written to: ${blocks * 512} bytes are allocated`);
+}
+
+/** `mdadm --detail --export` as recorded by lib.sh's md_snapshot, as KEY=value pairs. */
+export function mdDetail(boot: Boot, tag: string): Record<string, string> {
+  const name = `${tag}.md-detail.txt`;
+  assert.equal(boot.rc(name), 0, `boot ${boot.number}: mdadm --detail: ${boot.text(name)}`);
+  return Object.fromEntries(
+    boot
+      .text(name)
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+}
+
+/** One array's lines in /proc/mdstat: "md127 : active raid10 nvme3n1[3] ..." and what follows. */
+export function mdstatEntry(
+  boot: Boot,
+  tag: string,
+  name: string,
+): { status: string; members: string[]; lines: string[] } {
+  const text = boot.text(`${tag}.mdstat.txt`);
+  const lines = text.split('\n');
+  const at = lines.findIndex((line) => line.startsWith(`${name} : `));
+  assert.ok(at >= 0, `boot ${boot.number}: no ${name} in /proc/mdstat:\n${text}`);
+  const entry: string[] = [];
+  for (let i = at; i < lines.length && (lines[i] ?? '').trim() !== ''; i++) {
+    entry.push((lines[i] ?? '').trim());
+  }
+  const status = (entry[0] ?? '').slice(name.length + 3);
+  const members = [...status.matchAll(/(\S+)\[\d+\]/g)].map((m) => m[1] ?? '');
+  return { status, members: members.sort(), lines: entry };
+}
+
+/**
+ * ctrvol's md array as the kernel and mdadm show it: the one array named any:ctrvol,
+ * metadata 1.2, 256 KiB chunks, of the given level, built from exactly the disks with these
+ * serials, every member working, and nothing resyncing (blank raid10 members are created clean).
+ * Returns the array's kernel device (/dev/md127) and its UUID.
+ */
+export function assertCtrvolArray(
+  boot: Boot,
+  tag: string,
+  level: 'raid0' | 'raid10',
+  serials: string[],
+): { device: string; uuid: string } {
+  const device = boot.text(`${tag}.md-device.txt`).trim();
+  assert.match(device, /^\/dev\/md\d+$/, `boot ${boot.number}: arrays named ctrvol: ${device}`);
+  const detail = mdDetail(boot, tag);
+  assert.equal(detail.MD_LEVEL, level);
+  assert.equal(detail.MD_METADATA, '1.2');
+  assert.equal(detail.MD_NAME, 'any:ctrvol');
+  assert.equal(detail.MD_DEVICES, String(serials.length));
+  const uuid = detail.MD_UUID ?? '';
+  assert.match(uuid, /^[0-9a-f]{8}(:[0-9a-f]{8}){3}$/);
+
+  const md = mdstatEntry(boot, tag, path.basename(device));
+  const expected = serials.map((serial) => {
+    const name = nvmeNameOf(boot, tag, serial);
+    assert.ok(name, `boot ${boot.number}: no disk with serial ${serial}`);
+    return name;
+  });
+  assert.deepEqual(md.members, expected.sort(), `members of ${device}: ${md.lines.join(' / ')}`);
+  assert.match(md.status, new RegExp(`^active ${level} `), md.lines.join(' / '));
+  const geometry = md.lines[1] ?? '';
+  // raid0 prints "256k chunks", raid10 "256K chunks".
+  assert.match(geometry, / super 1\.2 256[kK] chunks/, geometry);
+  if (level === 'raid10') {
+    const n = serials.length;
+    assert.ok(geometry.endsWith(` 2 near-copies [${n}/${n}] [${'U'.repeat(n)}]`), geometry);
+  }
+  assert.ok(
+    !md.lines.some((line) => /resync|recovery/.test(line)),
+    `boot ${boot.number}: ${device} is resyncing: ${md.lines.join(' / ')}`,
+  );
+  return { device, uuid: uuid.toLowerCase() };
 }

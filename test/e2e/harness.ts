@@ -1,15 +1,19 @@
 /**
- * Runs one e2e scenario: a qcow2 overlay of the cached base image, blank NVMe disks with
- * EBS-like serials, a seed disk carrying the scenario's guest script (and ctrvol, baked in or
- * not), one qemu run that may span several boots, and the evidence the guest wrote to its result
- * disk, parsed per boot.
+ * Runs one e2e scenario: a qcow2 overlay of the cached base image, NVMe disks with EBS-like (or
+ * instance-store-like) serials, a seed disk carrying the scenario's guest script (and ctrvol,
+ * baked in or not), one or more qemu runs that may each span several boots, and the evidence the
+ * guest wrote to its result disk, parsed per boot.
+ *
+ * Between runs the guest is powered off, as an EC2 instance is between a stop and a start: the
+ * root overlay stays, and the next run may attach the NVMe disks in another order, or a blank
+ * file where a disk was (the instance store after a stop/start).
  *
  * A scenario is a guest script in test/e2e/guest/ plus a test file that calls runScenario and
  * asserts on what came back.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -19,7 +23,7 @@ import {
   ensureBaseImage,
   type BaseImage,
 } from '../../scripts/vm/image.js';
-import { runVm, type VmRun } from '../../scripts/vm/qemu.js';
+import { type NvmeDisk, runVm, type VmRun } from '../../scripts/vm/qemu.js';
 import { buildSeed } from '../../scripts/vm/seed.js';
 
 const execFileAsync = promisify(execFile);
@@ -36,6 +40,15 @@ export const PINNED = 'io.cri-containerd.pinned=pinned';
 
 const GiB = 1024 ** 3;
 
+/**
+ * A udev rule giving an NVMe disk its block-device mapping name as a link (/dev/xvdb), the way
+ * amazon-ec2-utils' rule does. That rule reads the name from the NVMe controller's vendor area,
+ * which qemu 7.2 cannot fill, so this one keys on the serial instead.
+ */
+export function mappingNameRule(serial: string, name: string): string {
+  return `KERNEL=="nvme*n*", ENV{DEVTYPE}=="disk", ATTRS{serial}=="${serial}", SYMLINK+="${name}"\n`;
+}
+
 /** The config a baked-in ctrvol gets: the data volume by its stable name, defaults otherwise. */
 export const bakedConfig = `volume:
   device: ${VOL0_LINK}
@@ -43,7 +56,41 @@ export const bakedConfig = `volume:
 onFailure: block
 `;
 
-export interface ScenarioSpec {
+/** One NVMe disk as a run attaches it. */
+export interface DiskSpec {
+  /** The NVMe serial (at most 20 characters): an EBS volume id without its dash, or anything. */
+  serial: string;
+  /**
+   * The disk's raw image, a file name in the run directory. A name an earlier run used is the
+   * same disk with whatever that run left on it; a new name is a new blank disk (sparse, so it
+   * reads as zeros, like a new EBS volume or a fresh instance-store disk).
+   */
+  file: string;
+  /** The size of a new disk; an existing one keeps its own. */
+  sizeGiB?: number;
+}
+
+/** One qemu run: the guest boots `boots` times (rebooting itself in between) and powers off. */
+export interface RunSpec {
+  boots: number;
+  /** The NVMe disks in PCI order, which is the order the guest kernel usually numbers them. */
+  nvme: DiskSpec[];
+}
+
+/**
+ * The ctrvol units that scenarios about disks mask: `ctrvol verify` (scenario 4's subject) and the
+ * monitor each start Node.js at every boot, half a minute of emulated CPU before the scenario
+ * step can run, and neither bears on which disk ctrvol-setup chose.
+ */
+export const notAboutDisks = ['ctrvol-verify.service', 'ctrvol-monitor.service'];
+
+/** The two EBS volumes of a single-run scenario: the data volume and one nothing names. */
+export const ebsDisks: DiskSpec[] = [
+  { serial: VOL0, file: 'vol0.raw' },
+  { serial: VOL1, file: 'vol1.raw' },
+];
+
+interface ScenarioCommon {
   /** Short id, used for the run directory. */
   id: string;
   /** File name under test/e2e/guest/. */
@@ -51,10 +98,22 @@ export interface ScenarioSpec {
   /** Install ctrvol before the first boot with this config (as an AMI bake would). */
   bakeConfig?: string;
   udevRules?: Record<string, string>;
-  /** How many boots the script asks for; the deadline grows with it. */
-  boots: number;
+  /** Units that never start in this scenario (masked before the first boot). */
+  maskUnits?: string[];
   env?: Record<string, string>;
 }
+
+export type ScenarioSpec = ScenarioCommon &
+  (
+    | {
+        /** How many boots the script asks for, in one run with ebsDisks. */
+        boots: number;
+      }
+    | {
+        /** The runs in order; the guest's boot numbers carry on from one run to the next. */
+        runs: RunSpec[];
+      }
+  );
 
 export interface JournalEntry {
   MESSAGE?: string;
@@ -71,6 +130,8 @@ export interface JournalEntry {
 export class Boot {
   constructor(
     readonly number: number,
+    /** The qemu run (1, 2, ...) the boot belonged to. */
+    readonly run: number,
     readonly dir: string,
   ) {}
 
@@ -146,6 +207,9 @@ function seconds(entry: JournalEntry): number {
 
 export interface ScenarioResult {
   boots: Boot[];
+  /** The qemu runs, in order. */
+  vms: VmRun[];
+  /** The last qemu run. */
   vm: VmRun;
   base: BaseImage;
   runDir: string;
@@ -253,6 +317,8 @@ export async function runScenario(
   spec: ScenarioSpec,
   log: (line: string) => void = () => {},
 ): Promise<ScenarioResult> {
+  const runs = 'runs' in spec ? spec.runs : [{ boots: spec.boots, nvme: ebsDisks }];
+  const totalBoots = runs.reduce((sum, run) => sum + run.boots, 0);
   const base = await ensureBaseImage(log);
   if (base.built) log(`base image built in ${base.buildSeconds.toFixed(0)} s`);
 
@@ -261,15 +327,6 @@ export async function runScenario(
   await mkdir(runDir, { recursive: true });
   const rootOverlay = path.join(runDir, 'root.qcow2');
   await createOverlay(base.qcow2, rootOverlay);
-  const nvme = [
-    { serial: VOL0, file: path.join(runDir, 'vol0.raw') },
-    { serial: VOL1, file: path.join(runDir, 'vol1.raw') },
-  ];
-  // Sparse files read as zeros, like a new EBS volume.
-  for (const disk of nvme) {
-    await writeFile(disk.file, '');
-    await truncate(disk.file, 2 * GiB);
-  }
   const resultsImage = path.join(runDir, 'results.img');
   await writeFile(resultsImage, '');
   await truncate(resultsImage, 256 * 1024 ** 2);
@@ -285,39 +342,107 @@ export async function runScenario(
     },
     ...(spec.bakeConfig === undefined ? {} : { bakeConfig: spec.bakeConfig }),
     ...(spec.udevRules === undefined ? {} : { udevRules: spec.udevRules }),
+    ...(spec.maskUnits === undefined ? {} : { maskUnits: spec.maskUnits }),
   });
 
   const consoleLog = path.join(runDir, 'console.log');
-  log(`booting ${spec.id} (${spec.boots} boot${spec.boots > 1 ? 's' : ''})`);
-  const vm = await runVm({
-    base,
-    rootOverlay,
-    seedImage,
-    resultsImage,
-    nvme,
-    consoleLog,
-    timeoutMs: (120 + spec.boots * 180) * 1000,
-  });
   const consoleTail = (lines = 60): string =>
     readFileSync(consoleLog, 'utf8').split('\n').slice(-lines).join('\n');
-  log(`qemu exited ${vm.exitCode ?? vm.signal} after ${vm.seconds.toFixed(1)} s`);
-  if (vm.panicked) {
-    throw new Error(`${spec.id}: the guest kernel panicked\n${consoleTail()}`);
-  }
-  if (vm.timedOut) {
-    throw new Error(`${spec.id}: the guest did not power off in time\n${consoleTail()}`);
-  }
-  if (vm.exitCode !== 0) {
-    throw new Error(`${spec.id}: qemu exited ${vm.exitCode}: ${vm.stderr}\n${consoleTail()}`);
-  }
+  const vms: VmRun[] = [];
+  let boots: Boot[] = [];
+  let bootsSoFar = 0;
+  for (const [index, run] of runs.entries()) {
+    const number = index + 1;
+    const what = `${spec.id}${runs.length > 1 ? ` run ${number}` : ''}`;
+    const nvme = await attachDisks(runDir, run.nvme);
+    log(`booting ${what} (${run.boots} boot${run.boots > 1 ? 's' : ''}, ${nvme.length} NVMe)`);
+    // Each run keeps its own console; the last one is console.log.
+    if (index > 0) await rename(consoleLog, path.join(runDir, `console-run${index}.log`));
+    const vm = await runVm({
+      base,
+      rootOverlay,
+      seedImage,
+      resultsImage,
+      nvme,
+      consoleLog,
+      timeoutMs: (120 + run.boots * 180) * 1000,
+      // The guest script learns its run from the kernel command line (run.sh passes E2E_RUN).
+      append: `e2e.run=${number}`,
+    });
+    vms.push(vm);
+    log(`qemu exited ${vm.exitCode ?? vm.signal} after ${vm.seconds.toFixed(1)} s`);
+    if (vm.panicked) {
+      throw new Error(`${what}: the guest kernel panicked\n${consoleTail()}`);
+    }
+    if (vm.timedOut) {
+      throw new Error(`${what}: the guest did not power off in time\n${consoleTail()}`);
+    }
+    if (vm.exitCode !== 0) {
+      throw new Error(`${what}: qemu exited ${vm.exitCode}: ${vm.stderr}\n${consoleTail()}`);
+    }
 
+    // Read after every run, so that a failure stops the scenario before the next run starts.
+    bootsSoFar += run.boots;
+    boots = await readResults(what, runDir, resultsImage, consoleTail);
+    const inThisRun = boots.filter((boot) => boot.run === number).map((boot) => boot.number);
+    if (boots.length !== bootsSoFar || inThisRun.length !== run.boots) {
+      throw new Error(
+        `${what}: the guest reported boot(s) ${boots.map((b) => `${b.number} (run ${b.run})`).join(', ')}; ` +
+          `this run should have had ${run.boots} of ${bootsSoFar} so far`,
+      );
+    }
+  }
+  if (boots.length !== totalBoots) {
+    throw new Error(
+      `${spec.id}: the guest reported ${boots.length} boot(s), the scenario has ${totalBoots}`,
+    );
+  }
+  const vm = vms[vms.length - 1];
+  if (vm === undefined) throw new Error(`${spec.id}: a scenario needs at least one run`);
+  return { boots, vms, vm, base, runDir, consoleLog, consoleTail };
+}
+
+/**
+ * The run's NVMe disks as qemu takes them: a file that an earlier run made is attached as it is,
+ * a new one is made blank at its size.
+ */
+async function attachDisks(runDir: string, disks: DiskSpec[]): Promise<NvmeDisk[]> {
+  const files = new Set<string>();
+  const nvme: NvmeDisk[] = [];
+  for (const disk of disks) {
+    const file = path.join(runDir, disk.file);
+    if (path.dirname(file) !== runDir || files.has(file)) {
+      throw new Error(`NVMe disk file ${disk.file}: a plain file name, once per run`);
+    }
+    files.add(file);
+    const bytes = (disk.sizeGiB ?? 2) * GiB;
+    const existing = await stat(file).catch(() => undefined);
+    if (existing === undefined) {
+      await writeFile(file, '');
+      await truncate(file, bytes);
+    } else if (disk.sizeGiB !== undefined && existing.size !== bytes) {
+      throw new Error(`NVMe disk file ${disk.file} already exists with ${existing.size} bytes`);
+    }
+    nvme.push({ serial: disk.serial, file });
+  }
+  return nvme;
+}
+
+/** Unpacks the result disk (the guest rewrites it whole at every power-off) into boots. */
+async function readResults(
+  what: string,
+  runDir: string,
+  resultsImage: string,
+  consoleTail: () => string,
+): Promise<Boot[]> {
   const resultsDir = path.join(runDir, 'results');
+  await rm(resultsDir, { recursive: true, force: true });
   await mkdir(resultsDir);
   try {
     await execFileAsync('tar', ['-xf', resultsImage, '-C', resultsDir]);
   } catch (error) {
     throw new Error(
-      `${spec.id}: the result disk holds no archive (${String(error)})\n${consoleTail()}`,
+      `${what}: the result disk holds no archive (${String(error)})\n${consoleTail()}`,
     );
   }
   const bootDirs = (await readdir(resultsDir))
@@ -326,26 +451,24 @@ export async function runScenario(
   if (bootDirs.length === 0) {
     const seedLog = path.join(resultsDir, 'seed.log');
     const seed = existsSync(seedLog) ? await readFile(seedLog, 'utf8') : '';
-    throw new Error(`${spec.id}: the guest wrote no results\n${seed}\n${consoleTail()}`);
+    throw new Error(`${what}: the guest wrote no results\n${seed}\n${consoleTail()}`);
   }
-  const boots = bootDirs.map(
-    (name) => new Boot(Number(name.slice(4)), path.join(resultsDir, name)),
-  );
+  // run.sh notes each boot's run before the scenario step starts.
+  const boots = bootDirs.map((name) => {
+    const dir = path.join(resultsDir, name);
+    const run = Number(readFileSync(path.join(dir, 'run'), 'utf8'));
+    return new Boot(Number(name.slice(4)), run, dir);
+  });
   for (const boot of boots) {
     const rc = boot.text('scenario.rc').trim();
     if (rc !== '0') {
       throw new Error(
-        `${spec.id}: the guest script failed at boot ${boot.number} (exit ${rc}):\n` +
+        `${what}: the guest script failed at boot ${boot.number} (exit ${rc}):\n` +
           boot.text('scenario.log'),
       );
     }
   }
-  if (boots.length !== spec.boots) {
-    throw new Error(
-      `${spec.id}: the guest reported ${boots.length} boot(s), the scenario has ${spec.boots}`,
-    );
-  }
-  return { boots, vm, base, runDir, consoleLog, consoleTail };
+  return boots;
 }
 
 /** `ctr images ls` as rows of REF and LABELS. */
@@ -374,7 +497,7 @@ export function findmnt(boot: Boot, tag: string): FindmntFs | undefined {
   return boot.json<{ filesystems: FindmntFs[] }>(name).filesystems[0];
 }
 
-/** The kernel name (nvme0n1, ...) behind the data volume's by-id link, from lsblk. */
+/** The kernel name (nvme0n1, ...) of the NVMe disk with this serial, from lsblk. */
 export function nvmeNameOf(boot: Boot, tag: string, serial: string): string | undefined {
   interface Dev {
     name: string;
@@ -383,4 +506,20 @@ export function nvmeNameOf(boot: Boot, tag: string, serial: string): string | un
   }
   const devs = boot.json<{ blockdevices: Dev[] }>(`${tag}.lsblk.json`).blockdevices;
   return devs.find((d) => d.serial?.trim() === serial)?.name;
+}
+
+/** The NVMe controllers as the guest saw them (lib.sh's nvme_controllers), in PCI order. */
+export function nvmeControllers(
+  boot: Boot,
+  tag: string,
+): { serial: string; pciAddress: string; name: string }[] {
+  return boot
+    .text(`${tag}.nvme.txt`)
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      const [serial = '', pciAddress = '', name = ''] = line.trim().split(/\s+/);
+      return { serial, pciAddress, name };
+    })
+    .sort((a, b) => a.pciAddress.localeCompare(b.pciAddress));
 }

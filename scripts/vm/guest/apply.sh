@@ -9,6 +9,7 @@
 #   ctrvol.tar.gz  the same, as the release tarball a user-data script downloads
 #   bake           present when ctrvol is to be installed now, as an image build would
 #   bake-config.yaml  the /etc/ctrvol/config.yaml written before install.sh (which keeps it)
+#   mask           units never to start in this scenario, one per line
 set -euo pipefail
 seed=${1:?usage: apply.sh SEED_DIR}
 lib=/usr/local/lib/e2e
@@ -29,5 +30,9 @@ if [[ -e $seed/bake ]]; then
   echo "apply: installing ctrvol as an image build would (systemd is not running yet)"
   install -D -m 0644 "$seed/bake-config.yaml" /etc/ctrvol/config.yaml
   bash "$lib/ctrvol/packaging/install.sh" "$lib/ctrvol/dist/ctrvol.cjs"
+fi
+if [[ -e $seed/mask ]]; then
+  # Offline, as install.sh enables: systemd is not running yet.
+  xargs -r systemctl --root=/ mask --quiet <"$seed/mask"
 fi
 echo "apply: done"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Helpers for scenario scripts, sourced by them. A scenario step runs once per boot with
 #   E2E_BOOT  the boot number (1, 2, ...)     E2E_OUT  where this boot's evidence goes
-#   E2E_LIB   /usr/local/lib/e2e               and whatever scenario.env sets (E2E_VOL0, ...)
+#   E2E_RUN   the qemu run (1, 2, ...)        E2E_LIB  /usr/local/lib/e2e
+# and whatever scenario.env sets (E2E_VOL0, ...).
 #
 # The scenario collects evidence and the host asserts on it: a step fails (non-zero exit) only
 # when it cannot go on, never because ctrvol misbehaved. That keeps the verdict on the host,
@@ -59,6 +60,17 @@ wait_containerd() {
   wait_for "containerd to answer" "${1:-180}" containerd_answers
 }
 
+# One line per NVMe controller: its serial, its PCI address and the kernel's name for it. The
+# kernel numbers controllers as their probes finish, which need not be the PCI order.
+nvme_controllers() {
+  local ctrl serial
+  for ctrl in /sys/class/nvme/nvme*; do
+    [[ -e $ctrl/serial ]] || continue
+    read -r serial <"$ctrl/serial"
+    echo "$serial $(<"$ctrl/address") $(basename "$ctrl")"
+  done
+}
+
 # What every scenario wants to know about the store and the disks at a given moment.
 snapshot() {
   local tag=$1
@@ -67,10 +79,34 @@ snapshot() {
   record "$tag.images.txt" ctr_k8s images ls
   record "$tag.lsblk.json" lsblk -J -o NAME,SERIAL,MODEL,UUID,FSTYPE,LABEL,MOUNTPOINTS
   record "$tag.by-id.txt" ls -l /dev/disk/by-id/
+  record "$tag.nvme.txt" nvme_controllers
   record "$tag.units.txt" systemctl show --no-pager ctrvol-setup.service containerd.service \
     -p Id,ActiveState,SubState,Result,ExecMainStatus,InactiveExitTimestampMonotonic \
     -p ActiveEnterTimestampMonotonic,ExecMainStartTimestampMonotonic \
     -p ExecMainExitTimestampMonotonic,UnitFileState
+}
+
+# The kernel device (/dev/mdN) of every assembled md array named ctrvol, one per line. Not the
+# /dev/md/ctrvol link: udev makes it only when mdadm.conf names no other device for the array.
+ctrvol_arrays() {
+  local md
+  for md in /dev/md[0-9]*; do
+    [[ -b $md ]] || continue
+    if mdadm --detail --export "$md" 2>/dev/null | grep -qx 'MD_NAME=any:ctrvol'; then
+      echo "$md"
+    fi
+  done
+}
+
+# What ctrvol's md array looks like: the kernel's list, which /dev/mdN it is, mdadm's view of it,
+# and the ARRAY lines of mdadm's config.
+md_snapshot() {
+  local tag=$1 md
+  md=$(ctrvol_arrays)
+  record "$tag.mdstat.txt" cat /proc/mdstat
+  note "$tag.md-device.txt" "$md"
+  record "$tag.md-detail.txt" mdadm --detail --export "${md%%$'\n'*}"
+  record "$tag.mdadm-conf.txt" grep '^ARRAY' /etc/mdadm/mdadm.conf
 }
 
 # pod NAME : through CRI (host network, no CNI), as the kubelet would: lists the images, runs a

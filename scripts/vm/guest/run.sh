@@ -2,6 +2,8 @@
 # Runs the scenario's step for this boot, keeps the evidence under /var/lib/e2e/out/bootN, then
 # either reboots (the scenario asked for it with `next_boot`) or writes everything to the result
 # disk (a virtio disk with serial e2e-results, read by the host as a tar archive) and powers off.
+# The host may then start the guest again from the same root disk with other NVMe disks: the next
+# qemu run, named on the kernel command line as e2e.run=N. Boot numbers go on across runs.
 set -euo pipefail
 state=/var/lib/e2e
 lib=/usr/local/lib/e2e
@@ -10,10 +12,13 @@ boot=$(($(cat "$state/boot-count" 2>/dev/null || echo 0) + 1))
 echo "$boot" >"$state/boot-count"
 out=$state/out/boot$boot
 mkdir -p "$out"
+run=$(sed -n 's/.*\<e2e\.run=\([0-9]*\).*/\1/p' /proc/cmdline)
+run=${run:-1}
+echo "$run" >"$out/run"
 
-echo "e2e: boot $boot: scenario step starts"
+echo "e2e: boot $boot (run $run): scenario step starts"
 set +e
-E2E_BOOT=$boot E2E_OUT=$out E2E_LIB=$lib bash "$lib/scenario.sh" "$boot" 2>&1 |
+E2E_BOOT=$boot E2E_RUN=$run E2E_OUT=$out E2E_LIB=$lib bash "$lib/scenario.sh" "$boot" 2>&1 |
   tee "$out/scenario.log"
 rc=${PIPESTATUS[0]}
 set -e
