@@ -99,6 +99,10 @@ export async function ensureBaseImage(log: (line: string) => void = () => {}): P
   const manifestPath = path.join(dir, 'manifest.json');
   let built = false;
   const started = Date.now();
+  if (existsSync(manifestPath) && !(await isUsableBase(dir, manifestPath, log))) {
+    await rm(dir, { recursive: true, force: true });
+  }
+
   if (!existsSync(manifestPath)) {
     await mkdir(cacheDir, { recursive: true });
     log(`building base image ${key} (debootstrap trixie; a few minutes)`);
@@ -124,6 +128,31 @@ export async function ensureBaseImage(log: (line: string) => void = () => {}): P
   const image = imageAt(dir, key, built, (Date.now() - started) / 1000);
   image.manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Record<string, unknown>;
   return image;
+}
+
+/**
+ * A cached base whose image a disk-full or an interrupted copy damaged would boot into an
+ * initramfs shell and fail every scenario at its deadline; it is checked and built again instead.
+ */
+async function isUsableBase(
+  dir: string,
+  manifestPath: string,
+  log: (line: string) => void,
+): Promise<boolean> {
+  try {
+    JSON.parse(await readFile(manifestPath, 'utf8'));
+    await execFileAsync('qemu-img', ['check', '-q', path.join(dir, 'base.qcow2')]);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('qemu-img is not installed; run scripts/vm/host-deps.sh (as root)', {
+        cause: error,
+      });
+    }
+
+    log(`the cached base ${dir} is damaged (${String(error).split('\n')[0]}); building it again`);
+    return false;
+  }
 }
 
 async function removeOtherBases(keep: string): Promise<void> {

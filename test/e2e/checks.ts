@@ -13,12 +13,13 @@ import {
   PINNED,
   SANDBOX_IMAGE,
   type ScenarioResult,
+  timeScale,
   VOL1,
 } from './harness.js';
 
 /** A generous deadline for a test that boots a VM: the base image build plus every boot. */
 export function vmTimeout(boots: number): number {
-  return (12 * 60 + boots * 4 * 60) * 1000;
+  return (12 * 60 + boots * 4 * 60) * 1000 * timeScale;
 }
 
 export interface PodReport {
