@@ -10,6 +10,7 @@ import {
   assertStoreOnVolume,
   ctrvolLines,
   ctrvolWarnings,
+  getBoot,
   vmTimeout,
 } from './checks.js';
 import {
@@ -38,9 +39,7 @@ before(
 );
 
 function boot(n: number): Boot {
-  const found = result.boots.find((b) => b.number === n);
-  assert.ok(found, `the guest reported no boot ${n}`);
-  return found;
+  return getBoot(result, n);
 }
 
 /** setup finished before containerd's start job began, and containerd came up after it. */

@@ -8,6 +8,7 @@ import {
   assertUntouched,
   ctrvolLines,
   ctrvolWarnings,
+  getBoot,
   vmTimeout,
 } from './checks.js';
 import {
@@ -50,9 +51,7 @@ before(
 );
 
 function boot(n: number): Boot {
-  const found = result.boots.find((b) => b.number === n);
-  assert.ok(found, `the guest reported no boot ${n}`);
-  return found;
+  return getBoot(result, n);
 }
 
 /** The data volume's kernel name at this boot, and /dev/xvdb leading to it. */

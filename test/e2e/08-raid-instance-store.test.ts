@@ -10,6 +10,7 @@ import {
   assertUntouched,
   ctrvolLines,
   ctrvolWarnings,
+  getBoot,
   vmTimeout,
 } from './checks.js';
 import {
@@ -72,9 +73,7 @@ before(
 );
 
 function boot(n: number): Boot {
-  const found = result.boots.find((b) => b.number === n);
-  assert.ok(found, `the guest reported no boot ${n}`);
-  return found;
+  return getBoot(result, n);
 }
 
 /** The array, the store mounted from it, and the record naming both. */

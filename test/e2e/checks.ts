@@ -17,6 +17,13 @@ import {
   VOL1,
 } from './harness.js';
 
+/** Boot n of a scenario, or a failed assertion saying the guest never reported it. */
+export function getBoot(result: ScenarioResult, n: number): Boot {
+  const found = result.boots.find((b) => b.number === n);
+  assert.ok(found, `the guest reported no boot ${n}`);
+  return found;
+}
+
 /** A generous deadline for a test that boots a VM: the base image build plus every boot. */
 export function vmTimeout(boots: number): number {
   return (12 * 60 + boots * 4 * 60) * 1000 * timeScale;

@@ -20,7 +20,7 @@ import {
   type MemberFacts,
 } from '../../agent/disks/md.js';
 import { gatherArrayFacts } from '../../agent/disks/md-facts.js';
-import type { Runner, RunResult } from '../../agent/exec.js';
+import { recordingRunner } from './fixtures/context.js';
 
 const recordedDir = path.join(import.meta.dirname, 'fixtures/shapes/mdadm');
 
@@ -520,24 +520,6 @@ describe('deciding what to do about the array', () => {
 });
 
 describe('gathering what the planner reads', () => {
-  function fakeRunner(answers: Record<string, Partial<RunResult>>): Runner & { calls: string[] } {
-    const calls: string[] = [];
-    return {
-      calls,
-      stats: { calls: 0, childMs: 0 },
-      async run(file, args) {
-        const command = [file, ...args].join(' ');
-        calls.push(command);
-        const answer = answers[command];
-        if (answer === undefined) {
-          throw new Error(`unexpected command: ${command}`);
-        }
-
-        return { stdout: '', stderr: '', exitCode: 0, durationMs: 1, ...answer };
-      },
-    };
-  }
-
   const disk = (name: string) => ({ name, path: `/dev/${name}` }) as Disk;
 
   test('reads mdstat, details of listed arrays, member superblocks and config files', async (t) => {
@@ -545,7 +527,7 @@ describe('gathering what the planner reads', () => {
     t.after(() => rm(dir, { recursive: true, force: true }));
     await writeFile(path.join(dir, 'mdstat'), recorded('mdstat-inactive.txt'));
     await writeFile(path.join(dir, 'mdadm.conf'), recorded('mdadm-conf-eks-stale.txt'));
-    const run = fakeRunner({
+    const run = recordingRunner({
       'mdadm --detail --export /dev/md127': { stdout: recorded('detail-inactive-md127.txt') },
       'mdadm --examine --export /dev/nvme1n1': { stdout: recorded('examine-raid0-nvme1n1.txt') },
       'mdadm --examine --export /dev/nvme2n1': {
@@ -577,7 +559,7 @@ describe('gathering what the planner reads', () => {
   test('takes a missing /proc/mdstat as no arrays, and stops on an examine that failed', async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ctrvol-md-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    const run = fakeRunner({
+    const run = recordingRunner({
       'mdadm --examine --export /dev/nvme1n1': {
         exitCode: 1,
         stderr: 'mdadm: cannot open /dev/nvme1n1: Permission denied\n',

@@ -9,34 +9,15 @@ import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { Disk } from '../../agent/disks/inventory.js';
-import type { RunResult, Runner } from '../../agent/exec.js';
 import { ensureArray } from '../../agent/setup/array.js';
 import { makeTempDir } from '../helpers/temp.js';
-import { makeContext } from './fixtures/context.js';
+import { makeContext, recordingRunner } from './fixtures/context.js';
 
 const recordedDir = path.join(import.meta.dirname, 'fixtures/shapes/mdadm');
 const recorded = (name: string) => readFileSync(path.join(recordedDir, name), 'utf8');
 const newUuid = '5e2b7d1c:8a4f3e60:b1c2d3e4:f5a6b7c8';
 const staleLine =
   'ARRAY /dev/md/ctrvol metadata=1.2 name=any:ctrvol UUID=11aa22bb:33cc44dd:55ee66ff:77008811';
-
-function fakeRunner(answers: Record<string, Partial<RunResult>>): Runner & { calls: string[] } {
-  const calls: string[] = [];
-  return {
-    calls,
-    stats: { calls: 0, childMs: 0 },
-    async run(file, args) {
-      const command = [file, ...args].join(' ');
-      calls.push(command);
-      const answer = answers[command];
-      if (answer === undefined) {
-        throw new Error(`unexpected command: ${command}`);
-      }
-
-      return { stdout: '', stderr: '', exitCode: 0, durationMs: 1, ...answer };
-    },
-  };
-}
 
 const diskBytes = 4 * 1024 * 1024;
 const disk = (name: string) =>
@@ -77,7 +58,7 @@ describe('ensureArray', () => {
     const amazonConf = path.join(root, 'etc/mdadm.conf');
     await mkdir(path.dirname(amazonConf), { recursive: true });
     await writeFile(amazonConf, `# kept\n${staleLine}\n`);
-    const run = fakeRunner({
+    const run = recordingRunner({
       ...blankMember('nvme1n1'),
       ...blankMember('nvme2n1'),
       [createRaid0]: {},
@@ -129,7 +110,7 @@ describe('ensureArray', () => {
     // Debian keeps mdadm.conf in its own folder; with no file yet, that is where the line goes.
     await mkdir(path.join(root, 'etc/mdadm'), { recursive: true });
     const detail = { stdout: recorded('detail-raid0-md127.txt') };
-    const run = fakeRunner({
+    const run = recordingRunner({
       'mdadm --detail --export /dev/md127': detail,
       'mdadm --examine --export /dev/nvme1n1': { stdout: recorded('examine-raid0-nvme1n1.txt') },
       'mdadm --examine --export /dev/nvme2n1': { stdout: recorded('examine-raid0-nvme2n1.txt') },
@@ -162,7 +143,7 @@ describe('ensureArray', () => {
 
   test('a dry run plans the create and neither runs mdadm --create nor writes a config', async (t) => {
     const { root, host } = await makeRoot(t);
-    const run = fakeRunner({ ...blankMember('nvme1n1'), ...blankMember('nvme2n1') });
+    const run = recordingRunner({ ...blankMember('nvme1n1'), ...blankMember('nvme2n1') });
     const { context } = makeContext({
       host,
       root,
