@@ -145,6 +145,17 @@ const volumeSchema = z
         problem(key, volume[key], `nothing, since volume.${given[0]} is set: give only one`);
       }
 
+      for (const [index, entry] of (volume.devices ?? []).entries()) {
+        if (volume.devices?.indexOf(entry) !== index) {
+          context.addIssue({
+            code: 'custom',
+            path: ['devices', index],
+            params: { input: entry },
+            message: 'a device not already listed',
+          });
+        }
+      }
+
       if (volume.devices !== undefined && volume.raid === undefined) {
         problem('raid', undefined, '"raid0" | "raid10", which volume.devices needs');
       }

@@ -1,10 +1,12 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 
 /**
  * What lies on a device that carries no signature blkid or wipefs knows. A new EBS volume reads
  * as zeros; an instance-store disk after a stop/start can read as noise, since Nitro erases it
  * by discarding the key its data was encrypted with. Anything else (a raw database file, a
  * wiped-but-not-zeroed disk, an image written with dd) is somebody's data, and is not blank.
+ * Noise is blank only on an instance-store disk (isBlankContent): elsewhere it may as well be
+ * compressed or encrypted data.
  */
 export type ContentSample =
   { kind: 'zeros' } | { kind: 'noise' } | { kind: 'data'; offset: number; entropy: number };
@@ -34,36 +36,64 @@ export const noiseEntropy = 7.5;
 export async function sampleContent(devicePath: string, sizeBytes: number): Promise<ContentSample> {
   const offsets = getSampleOffsets(sizeBytes);
   const handle = await open(devicePath, 'r');
-  const buffer = Buffer.alloc(sampleBytes);
-  let sawNoise = false;
+  const found: ContentSample[] = [];
   try {
-    for (const offset of offsets) {
-      const { bytesRead } = await handle.read(buffer, 0, sampleBytes, offset);
-      const block = buffer.subarray(0, bytesRead);
-      if (isZeros(block)) {
-        continue;
+    // Several reads in flight: on an EBS volume each one is a network round trip.
+    for (let start = 0; start < offsets.length; start += readsInFlight) {
+      const batch = offsets.slice(start, start + readsInFlight);
+      found.push(...(await Promise.all(batch.map((offset) => readSample(handle, offset)))));
+      const data = found.find((sample) => sample.kind === 'data');
+      if (data !== undefined) {
+        return data;
       }
-
-      const entropy = getEntropy(block);
-      if (entropy < noiseEntropy) {
-        return { kind: 'data', offset, entropy };
-      }
-
-      sawNoise = true;
     }
   } finally {
     await handle.close();
   }
 
-  return sawNoise ? { kind: 'noise' } : { kind: 'zeros' };
+  return found.some((sample) => sample.kind === 'noise') ? { kind: 'noise' } : { kind: 'zeros' };
 }
 
-/** For a refusal: where the data is, and why it is not taken for noise. */
-export function describeData(content: Extract<ContentSample, { kind: 'data' }>): string {
-  return (
-    `the bytes at offset ${content.offset} are neither zeros nor random noise ` +
-    `(${content.entropy.toFixed(1)} bits of entropy per byte)`
-  );
+const readsInFlight = 16;
+
+async function readSample(handle: FileHandle, offset: number): Promise<ContentSample> {
+  const buffer = Buffer.alloc(sampleBytes);
+  const { bytesRead } = await handle.read(buffer, 0, sampleBytes, offset);
+  const block = buffer.subarray(0, bytesRead);
+  if (isZeros(block)) {
+    return { kind: 'zeros' };
+  }
+
+  const entropy = getEntropy(block);
+  return entropy < noiseEntropy ? { kind: 'data', offset, entropy } : { kind: 'noise' };
+}
+
+/**
+ * Whether sampled content lets a device count as blank: zeros always; noise only on an
+ * instance-store disk, the one kind of disk that reads as noise when new.
+ */
+export function isBlankContent(content: ContentSample, instanceStore: boolean): boolean {
+  return content.kind === 'zeros' || (content.kind === 'noise' && instanceStore);
+}
+
+/** For a refusal: what was found, and why it is not blank. */
+export function describeContent(content: ContentSample): string {
+  if (content.kind === 'noise') {
+    return (
+      'it reads as random bytes, which only an erased instance-store disk is when new ' +
+      '(compressed or encrypted data looks the same)'
+    );
+  }
+
+  if (content.kind === 'zeros') {
+    return 'it reads as zeros';
+  }
+
+  const what =
+    content.entropy < 1
+      ? 'one byte value over and over'
+      : `${content.entropy.toFixed(1)} bits of entropy per byte, below random noise`;
+  return `the bytes at offset ${content.offset} are not zeros (${what})`;
 }
 
 /** Block-aligned offsets: the whole first MiB, then evenly spaced places up to the last block. */

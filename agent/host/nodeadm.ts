@@ -106,8 +106,12 @@ function decodeUserData(data: Buffer): string {
  * application/node.eks.aws; a shell-script part beside them is common) or a NodeConfig as is.
  */
 export function findInUserData(text: string, source: string): LocalStorageClaim[] {
+  // The document's own headers end at the first empty line; one may be folded onto the next
+  // line (RFC 5322), which nodeadm's MIME reader accepts.
+  const headerEnd = text.search(/\r?\n\r?\n/);
+  const documentHeaders = unfold(headerEnd === -1 ? text : text.slice(0, headerEnd));
   const boundary = /^Content-Type:\s*multipart\/[^;\n]*;[^\n]*boundary="?([^"\s;]+)"?/im.exec(
-    text,
+    documentHeaders,
   )?.[1];
   if (boundary === undefined) {
     return findInDocuments(text, source);
@@ -125,7 +129,7 @@ export function findInUserData(text: string, source: string): LocalStorageClaim[
       continue;
     }
 
-    const headers = part.slice(0, split.index);
+    const headers = unfold(part.slice(0, split.index));
     if (!/^Content-Type:\s*application\/node\.eks\.aws/im.test(headers)) {
       continue;
     }
@@ -139,6 +143,10 @@ export function findInUserData(text: string, source: string): LocalStorageClaim[
   }
 
   return claims;
+}
+
+function unfold(headers: string): string {
+  return headers.replace(/\r?\n[ \t]+/g, ' ');
 }
 
 /** YAML (one or more documents) or JSON, which YAML also reads. */

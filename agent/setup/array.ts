@@ -13,7 +13,7 @@ import {
   type ArrayPlan,
 } from '../disks/md.js';
 import type { Pool } from '../disks/selectors.js';
-import { describeData, sampleContent } from '../host/content.js';
+import { describeContent, isBlankContent, sampleContent } from '../host/content.js';
 import { getHostDevPath } from '../host/host.js';
 import { isBlank, probeSignatures, type Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
@@ -92,9 +92,11 @@ async function describeMember(
   }
 
   const content = await sampleContent(getHostDevPath(context.host, disk.path), disk.sizeBytes);
-  return content.kind === 'data'
-    ? { blank: false, signatures: `data without a signature: ${describeData(content)}` }
-    : { blank: true };
+  const instanceStore =
+    context.config.volume.instanceStore !== undefined || disk.kind === 'instance-store';
+  return isBlankContent(content, instanceStore)
+    ? { blank: true }
+    : { blank: false, signatures: `no signature, but ${describeContent(content)}` };
 }
 
 function describeSignatures(signatures: Signatures, partitions: readonly string[]): string {

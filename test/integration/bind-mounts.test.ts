@@ -415,4 +415,21 @@ describe('ctrvol setup refuses to bind, with exit code 3 and nothing changed', (
     assert.match(result.stderr, /holds a ctrvol-bind entry, ctrvol's own name on a volume/);
     assert.deepEqual(await probe(rig.device.path), {});
   });
+
+  test('a volume too small for the bound directories, before mkfs, so the device stays blank', async (t) => {
+    const rig = await makeBindRig(t);
+    await mkdir(rig.kubelet, { recursive: true });
+    // Real blocks, not a sparse file: du counts what a copy would need.
+    await writeFile(path.join(rig.kubelet, 'big'), Buffer.alloc(480 * 1024 * 1024, 1));
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`is too small for ${rig.kubelet}: it needs [\\d.]+ MiB`),
+    );
+    assert.deepEqual(await probe(rig.device.path), {});
+    assert.equal(await mountedAt(rig.kubelet), undefined);
+  });
 });

@@ -4,6 +4,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { startContainerd } from '../helpers/containerd.js';
 import { treeChecksum } from '../helpers/store.js';
@@ -178,12 +179,17 @@ describe('ctrvol setup refuses, changing nothing', () => {
   });
 });
 
-describe('ctrvol setup on a device that only looks used', () => {
-  test('formats a device whose only signature is a false Atari partition table', async (t) => {
+describe('ctrvol setup on a device of noise', () => {
+  // An erased instance-store disk reads as noise, and random noise matches libblkid's loose Atari
+  // partition-table check about once in 1,800 disks. A loop device is not instance storage, and
+  // there noise may as well be compressed or encrypted data: it is refused, with or without a
+  // false table. (That an instance-store disk of noise counts as blank is a unit test of
+  // isBlankContent and isBlank, since no NVMe model can be set here.)
+  test('refuses noise that carries a false Atari partition table', async (t) => {
     const rig = await makeRig(t);
-    // The shape random data takes about once in 1,800 erased disks: a root sector whose first
-    // primary entry is "active" with an alphanumeric id inside the disk. The sector is written
-    // out in full (libblkid checks more of it than these fields), amid the noise of the rest.
+    // A root sector whose first primary entry is "active" with an alphanumeric id inside the
+    // disk. The sector is written out in full (libblkid checks more of it than these fields),
+    // amid the noise of the rest.
     const noise = randomBytes(1024 * 1024);
     const sector = noise.subarray(0, 512).fill(0);
     sector.writeUInt32BE(512 * 2048, 0x1c2);
@@ -196,25 +202,20 @@ describe('ctrvol setup on a device that only looks used', () => {
     await handle.close();
     assert.equal((await probe(rig.device.path)).PTTYPE, 'atari');
 
-    const result = await rig.setup();
-
-    assert.equal(result.exitCode, 0, result.stderr);
-    const found = await probe(rig.device.path);
-    assert.equal(found.TYPE, 'xfs');
-    assert.equal(found.PTTYPE, undefined);
-    assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
+    await assertRefused(
+      rig,
+      3,
+      /is not blank: it reads as random bytes, which only an erased instance-store disk is/,
+    );
   });
 
-  test('formats a device of noise, as an erased instance-store disk reads', async (t) => {
+  test('refuses compressed data that carries no signature', async (t) => {
     const rig = await makeRig(t);
     const handle = await open(rig.device.path, 'r+');
-    await handle.write(randomBytes(8 * 1024 * 1024), 0, 8 * 1024 * 1024, 0);
+    await handle.write(gzipSync(randomBytes(4 * 1024 * 1024)), 0, undefined, 0);
     await handle.close();
 
-    const result = await rig.setup();
-
-    assert.equal(result.exitCode, 0, result.stderr);
-    assert.equal((await probe(rig.device.path)).TYPE, 'xfs');
+    await assertRefused(rig, 3, /it reads as random bytes/);
   });
 });
 
@@ -239,7 +240,7 @@ describe('ctrvol setup refuses data that carries no signature', () => {
       await assertRefused(
         rig,
         3,
-        /carries no signature blkid knows, but holds data: the bytes at offset \d+ are neither zeros nor random noise/,
+        /carries no signature blkid knows, but is not blank: the bytes at offset \d+ are not zeros/,
       );
     });
   }

@@ -171,6 +171,25 @@ describe('ctrvol setup on a blank loop device', () => {
     );
   });
 
+  test('refuses, after a reboot, two devices that carry the recorded UUID', async (t) => {
+    const rig = await makeRig(t);
+    assert.equal((await rig.setup()).exitCode, 0);
+    await execa('umount', [rig.mountPoint]);
+    // A snapshot of the volume, restored and attached beside it: the same filesystem UUID.
+    const copyFile = path.join(rig.dir, 'snapshot.img');
+    await execa('cp', ['--sparse=always', rig.device.backingFile, copyFile]);
+    const { stdout } = await execa('losetup', ['--find', '--show', copyFile]);
+    const copy = stdout.trim();
+    rig.defer(() => execa('losetup', ['-d', copy], { reject: false }));
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 3, result.stderr);
+    assert.match(result.stderr, /2 devices carry the recorded UUID [-0-9a-f]+: /);
+    assert.match(result.stderr, /a copy of the volume \(a restored snapshot\?\) is attached/);
+    assert.equal(await mountedAt(rig.mountPoint), undefined);
+  });
+
   for (const filesystem of ['xfs', 'ext4'] as const) {
     test(`grows the ${filesystem} filesystem online when the device was enlarged`, async (t) => {
       const rig = await makeRig(t, { filesystem });

@@ -196,6 +196,10 @@ describe('the config', () => {
         'mapping name (xvdb, /dev/sdf), an EBS volume id (vol-0123…) or "auto"',
     ],
     [
+      'volume: {devices: [xvdb, xvdb], raid: raid0}',
+      'config: volume.devices.1: got "xvdb"; allowed: a device not already listed',
+    ],
+    [
       'volume: {instanceStore: raid5}',
       'config: volume.instanceStore: got "raid5"; allowed: "raid0" | "raid10" | "single"',
     ],

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import {
   getEntropy,
   getSampleOffsets,
+  isBlankContent,
   noiseEntropy,
   sampleBytes,
   sampleContent,
@@ -78,5 +79,12 @@ describe('telling zeros and noise from data without a signature', () => {
     const deep = await sampleContent(middle, 1024 * MiB);
     assert.equal(deep.kind, 'data');
     assert.ok(deep.kind === 'data' && deep.offset >= 512 * MiB && deep.offset < 520 * MiB);
+  });
+
+  test('noise counts as blank on an instance-store disk only; data never does', () => {
+    assert.equal(isBlankContent({ kind: 'zeros' }, false), true);
+    assert.equal(isBlankContent({ kind: 'noise' }, true), true);
+    assert.equal(isBlankContent({ kind: 'noise' }, false), false);
+    assert.equal(isBlankContent({ kind: 'data', offset: 0, entropy: 4 }, true), false);
   });
 });

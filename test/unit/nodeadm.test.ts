@@ -63,6 +63,14 @@ describe('finding a NodeConfig that sets localStorage', () => {
     assert.equal(findInUserData(raidNodeConfig, 'ud')[0]?.source, 'ud');
   });
 
+  test('reads a MIME document whose Content-Type header is folded onto a second line', () => {
+    const folded = karpenterUserData.replace(
+      'Content-Type: multipart/mixed; boundary="//"',
+      'Content-Type: multipart/mixed;\n boundary="//"',
+    );
+    assert.equal(findInUserData(folded, 'ud')[0]?.strategy, 'RAID0');
+  });
+
   test('reads disabledMounts, JSON documents, and skips other kinds and broken YAML', () => {
     const json = JSON.stringify({
       kind: 'NodeConfig',

@@ -4,7 +4,12 @@ import type { BlockDevice } from '../../host/block.js';
 import { probeNewFilesystem } from '../../host/signatures.js';
 import { removeDurably, writeJsonDurably } from '../../state/files.js';
 import { tooSmallHint } from '../../preserve/copy.js';
-import { estimateUsableBytes, getNeededSpace } from '../../preserve/space.js';
+import {
+  estimateUsableBytes,
+  getNeededSpace,
+  measureSource,
+  type TreeSize,
+} from '../../preserve/space.js';
 import { formatBytes } from '../../text.js';
 import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
@@ -89,19 +94,40 @@ export const formatStep: Step = {
   },
 };
 
-/** A device far too small for the old store is refused before mkfs, so it stays blank. */
+/**
+ * A device far too small for what it is to receive (the old store and every bindMounts
+ * directory) is refused before mkfs, so it stays blank.
+ */
 async function checkRoomForSource(context: SetupContext, device: BlockDevice): Promise<void> {
-  const source = context.config.volume.preserve ? await getSourceSize(context) : null;
-  if (source === null) {
+  const { mountPoint, bindMounts, preserve, filesystem } = context.config.volume;
+  const parts: { directory: string; size: TreeSize }[] = [];
+  const source = preserve ? await getSourceSize(context) : null;
+  if (source !== null) {
+    parts.push({ directory: mountPoint, size: source });
+  }
+
+  for (const directory of bindMounts) {
+    const size = await measureSource(context.run, directory);
+    if (size !== null) {
+      parts.push({ directory, size });
+    }
+  }
+
+  if (parts.length === 0) {
     return;
   }
 
-  const needed = getNeededSpace(source).bytes;
-  const usable = estimateUsableBytes(device.sizeBytes, context.config.volume.filesystem);
+  const total = parts.reduce(
+    (sum, { size }) => ({ bytes: sum.bytes + size.bytes, inodes: sum.inodes + size.inodes }),
+    { bytes: 0, inodes: 0 },
+  );
+
+  const needed = getNeededSpace(total).bytes;
+  const usable = estimateUsableBytes(device.sizeBytes, filesystem);
   if (needed > usable) {
     throw new EnvironmentError(
-      `${device.path} is too small for ${context.config.volume.mountPoint}: it needs ` +
-        `${formatBytes(needed)}, a ${formatBytes(device.sizeBytes)} device holds about ` +
+      `${device.path} is too small for ${parts.map((part) => part.directory).join(' and ')}: ` +
+        `it needs ${formatBytes(needed)}, a ${formatBytes(device.sizeBytes)} device holds about ` +
         formatBytes(usable),
       { hint: tooSmallHint },
     );

@@ -4,10 +4,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
-import { describeData, sampleContent } from '../../host/content.js';
+import { describeContent, isBlankContent, sampleContent } from '../../host/content.js';
 import { getHostDevPath } from '../../host/host.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
-import { getRootDiskNames, readInventory, type Inventory } from '../../disks/inventory.js';
+import {
+  getDiskKind,
+  getRootDiskNames,
+  readInventory,
+  type Inventory,
+} from '../../disks/inventory.js';
 import { arrayDevice, arrayName } from '../../disks/md.js';
 import { compareDeviceNames } from '../../disks/names.js';
 import {
@@ -82,10 +87,28 @@ async function findDevice(context: SetupContext, logger: Logger): Promise<Found>
   const { previous } = context;
   const uuid = previous?.uuid;
   if (uuid !== undefined) {
-    const found = await context.run.run('blkid', ['-U', uuid], { okExitCodes: [2] });
-    const devicePath = found.stdout.trim();
+    // Every device with that UUID, not just the first: a snapshot of the volume restored and
+    // attached beside it carries the same one, and mounting whichever blkid lists first could
+    // put the node on a stale copy.
+    const found = await context.run.run('blkid', ['-o', 'device', '-t', `UUID=${uuid}`], {
+      okExitCodes: [2],
+    });
+    const paths = found.stdout.split('\n').filter((line) => line.trim() !== '');
+    if (paths.length > 1) {
+      throw new EnvironmentError(
+        `${paths.length} devices carry the recorded UUID ${uuid}: ${paths.join(', ')}`,
+        {
+          hint:
+            'a copy of the volume (a restored snapshot?) is attached; detach it, or give it a ' +
+            'new UUID (xfs_admin -U generate, tune2fs -U random); nothing was changed',
+        },
+      );
+    }
+
+    const devicePath = paths[0]?.trim() ?? '';
     if (found.exitCode === 0 && devicePath !== '') {
       logger.info({ uuid, device: devicePath }, 'found the recorded volume by UUID');
+      warnIfConfigMoved(context, logger);
       const device = await getBlockDevice(context.host, devicePath);
       // The array came back assembled at boot (as /dev/md127, say); its record carries over,
       // with the members' names as they are now.
@@ -110,6 +133,25 @@ async function findDevice(context: SetupContext, logger: Logger): Promise<Found>
   }
 
   return { device: await getBlockDevice(context.host, array.device) };
+}
+
+/**
+ * The recorded volume wins over the config, by design (a raw name may point elsewhere after a
+ * reboot). A config that now asks for another kind of storage is most likely a change the
+ * operator expects to take effect, so it is said loudly.
+ */
+function warnIfConfigMoved(context: SetupContext, logger: Logger): void {
+  const { volume } = context.config;
+  const wantsPool = volume.devices !== undefined || volume.instanceStore !== undefined;
+  const hasArray = context.previous?.array !== undefined;
+  if (wantsPool !== hasArray) {
+    logger.warn(
+      { stateFile: context.paths.stateFile },
+      `the config asks for ${wantsPool ? 'an md array' : 'a single device'}, but this node's ` +
+        `volume is ${hasArray ? 'an md array' : 'a single device'}; keeping the volume set up ` +
+        'before (remove the state file to set up another)',
+    );
+  }
 }
 
 /** What a dry run shows for an array it would build: raid10 keeps two copies of everything. */
@@ -347,7 +389,10 @@ async function getFormatReason(
   }
 
   const content = await sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
-  if (content.kind !== 'data') {
+  const instanceStore =
+    context.config.volume.instanceStore !== undefined ||
+    getDiskKind(device.model) === 'instance-store';
+  if (isBlankContent(content, instanceStore)) {
     return 'blank';
   }
 
@@ -356,9 +401,13 @@ async function getFormatReason(
   }
 
   throw new EnvironmentError(
-    `${device.path} carries no signature blkid knows, but holds data: ${describeData(content)}; ` +
-      'ctrvol formats only devices of zeros or of the noise an erased disk reads as',
-    { hint: "this looks like someone else's data: check volume.device; nothing was changed" },
+    `${device.path} carries no signature blkid knows, but is not blank: ` +
+      `${describeContent(content)}; ctrvol formats only blank devices`,
+    {
+      hint:
+        "this looks like someone else's data: check volume.device; if the device is truly " +
+        'unused, zero it (blkdiscard) and run again; nothing was changed',
+    },
   );
 }
 
