@@ -2,7 +2,9 @@ import type { CommonOptions } from '../cli/args.js';
 import { loadConfig } from '../config/load.js';
 import { findSandboxImage } from '../containerd/sandbox-image.js';
 import { getErrorLine, isCtrvolError } from '../errors.js';
+import { getBindState } from '../host/bind-mounts.js';
 import { realHost } from '../host/host.js';
+import { getMountAt, readMountInfo } from '../host/mountinfo.js';
 import type { Logger } from '../log/logger.js';
 import { inspect } from '../monitor/inspect.js';
 import { getPaths } from '../state/paths.js';
@@ -43,6 +45,7 @@ async function checkNode(common: CommonOptions, logger: Logger): Promise<CheckRe
   let unknown: string | undefined;
 
   if (seen.mounted) {
+    problems.push(...(await findUnboundDirectories(config.volume)));
     try {
       const client = await connectCri(config, logger);
       try {
@@ -68,6 +71,25 @@ async function checkNode(common: CommonOptions, logger: Logger): Promise<CheckRe
 
   const volume = seen.volume === undefined ? '' : `, ${seen.volume.percent}% used`;
   return { status: CheckStatus.ok, message: `ok: ${seen.mountPoint} mounted${volume}` };
+}
+
+/**
+ * A volume.bindMounts directory not bound from the volume: the kubelet (or whoever writes there)
+ * is filling the root disk instead, unseen by the volume's usage figures.
+ */
+async function findUnboundDirectories(volume: {
+  mountPoint: string;
+  bindMounts: readonly string[];
+}): Promise<string[]> {
+  if (volume.bindMounts.length === 0) {
+    return [];
+  }
+
+  const mounts = await readMountInfo(realHost);
+  const majorMinor = getMountAt(mounts, volume.mountPoint)?.majorMinor ?? '';
+  return volume.bindMounts
+    .filter((directory) => getBindState(mounts, directory, majorMinor).kind !== 'bound')
+    .map((directory) => `${directory} is not bound from the volume`);
 }
 
 /**

@@ -74,9 +74,12 @@ const raidLevel = z.enum(['raid0', 'raid10']);
  * volume into itself), and never a system directory whose loss would stop the node booting.
  */
 const bindMount = absolutePath.check(
-  z.refine((value) => !['/', '/etc', '/usr', '/var', '/var/lib', '/boot'].includes(value), {
-    error: 'a data directory such as /var/lib/kubelet or /var/log/pods',
-  }),
+  z.refine(
+    (value) =>
+      !['/', '/etc', '/usr', '/var', '/var/lib', '/boot', '/home'].includes(value) &&
+      !/^\/(proc|sys|dev|run)(\/|$)/.test(value),
+    { error: 'a data directory such as /var/lib/kubelet or /var/log/pods' },
+  ),
 );
 
 // The three ways to name the storage; a config gives exactly one of them.

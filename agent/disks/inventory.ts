@@ -63,7 +63,7 @@ export async function readInventory(
 ): Promise<Inventory> {
   const rootNames = getRootDiskNamesSync(host);
   const links = readDevLinksSync(host);
-  const devices = listWholeDisksSync(host).map((name) => readBlockDeviceSync(host, name));
+  const devices = listWholeDisksSync(host).flatMap((name) => readIfStillThere(host, name));
   const listed = devices.filter((device) => isListed(device, options.includeVirtual ?? false));
   const disks = await Promise.all(
     listed.map((device) =>
@@ -72,6 +72,22 @@ export async function readInventory(
   );
 
   return { host, disks, rootNames, links, identify: options.identify };
+}
+
+/**
+ * A device listed a moment ago may be gone when its files are read (a loop device detached, a
+ * volume detached while udev settles): it is left out, as the next listing would.
+ */
+function readIfStillThere(host: Host, name: string): BlockDevice[] {
+  try {
+    return [readBlockDeviceSync(host, name)];
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      return [];
+    }
+
+    throw error;
+  }
 }
 
 /**

@@ -330,6 +330,23 @@ describe('ctrvol setup with volume.bindMounts', () => {
   });
 });
 
+describe('ctrvol check with volume.bindMounts', () => {
+  test('reports a directory that is no longer bound as a problem, with exit code 1', async (t) => {
+    const rig = await makeBindRig(t);
+    assert.equal((await rig.setup()).exitCode, 0);
+    // With everything bound, only containerd (not running here) is unknown: exit 2.
+    const bound = await rig.ctrvol('check');
+    assert.equal(bound.exitCode, 2, bound.stdout);
+
+    await execa('umount', [rig.kubelet]);
+    const result = await rig.ctrvol('check');
+
+    assert.equal(result.exitCode, 1, result.stdout);
+    assert.match(result.stdout, new RegExp(`${rig.kubelet} is not bound from the volume`));
+    assert.doesNotMatch(result.stdout, new RegExp(`${rig.pods} is not bound`));
+  });
+});
+
 describe('ctrvol setup refuses to bind, with exit code 3 and nothing changed', () => {
   const cases: [string, (rig: BindRig) => Promise<void>, RegExp][] = [
     [

@@ -228,6 +228,11 @@ describe('the config', () => {
         '/var/lib/kubelet or /var/log/pods (and 1 more)',
     ],
     [
+      'volume: {device: xvdb, bindMounts: [/proc/x]}',
+      'config: volume.bindMounts.0: got "/proc/x"; allowed: a data directory such as ' +
+        '/var/lib/kubelet or /var/log/pods',
+    ],
+    [
       'volume: {device: xvdb, bindMounts: [var/log/pods]}',
       'config: volume.bindMounts.0: got "var/log/pods"; allowed: an absolute, normalised path ' +
         'without a trailing slash',
