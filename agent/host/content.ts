@@ -121,22 +121,11 @@ export function getSampleOffsets(sizeBytes: number): number[] {
   return [...new Set(offsets)];
 }
 
+const zeroBlock = Buffer.alloc(sampleBytes);
+
+/** A native comparison with a block of zeros: a device of zeros is the common case at boot. */
 function isZeros(block: Buffer): boolean {
-  // Eight bytes at a time; a device of zeros is the common case at every first boot.
-  const words = Math.floor(block.length / 8);
-  for (let index = 0; index < words; index += 1) {
-    if (block.readBigUInt64LE(index * 8) !== 0n) {
-      return false;
-    }
-  }
-
-  for (let index = words * 8; index < block.length; index += 1) {
-    if (block[index] !== 0) {
-      return false;
-    }
-  }
-
-  return true;
+  return block.equals(zeroBlock.subarray(0, block.length));
 }
 
 export function getEntropy(block: Uint8Array): number {
