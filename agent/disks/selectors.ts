@@ -3,6 +3,7 @@ import { lstat, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, EnvironmentError, isEnvironmentError } from '../errors.js';
 import { getHostDevPath } from '../host/host.js';
+import { globToRegExp } from '../text.js';
 import { isBlank, type Signatures } from '../host/signatures.js';
 import {
   describeDevice,
@@ -446,7 +447,8 @@ export function selectInstanceStore(
   options: InstanceStoreOptions = {},
 ): Pool {
   const { disks } = inventory;
-  const pattern = toPattern(options.serialPattern);
+  const { serialPattern } = options;
+  const pattern = typeof serialPattern === 'string' ? globToRegExp(serialPattern) : serialPattern;
   const members = disks.filter(
     (disk) =>
       disk.kind === 'instance-store' ||
@@ -467,7 +469,7 @@ export function selectInstanceStore(
     const how =
       pattern === undefined
         ? `with the model "Amazon EC2 NVMe Instance Storage"`
-        : `with that model or a serial matching ${String(options.serialPattern)}`;
+        : `with that model or a serial matching ${String(serialPattern)}`;
     throw new SelectorError(
       'missing',
       `volume.instanceStore: no disk ${how}`,
@@ -564,15 +566,6 @@ function toPool(members: Disk[], level: RaidLevel, key: string, seen: readonly D
 /** A device named briefly where the full list of what was seen follows anyway. */
 function nameDisk(disk: Disk): string {
   return disk.mappingName === undefined ? disk.name : `${disk.name} (${disk.mappingName})`;
-}
-
-function toPattern(pattern: RegExp | string | undefined): RegExp | undefined {
-  if (pattern === undefined || pattern instanceof RegExp) {
-    return pattern;
-  }
-
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${escaped.replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 }
 
 async function exists(file: string): Promise<boolean> {

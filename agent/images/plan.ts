@@ -1,4 +1,5 @@
 import type { ImageUsage } from './usage.js';
+import { globToRegExp } from '../text.js';
 
 /** An image as CRI lists it. */
 export interface NodeImage {
@@ -105,15 +106,4 @@ export function planPrune(facts: PruneFacts): PrunePlan {
 
   candidates.sort((a, b) => a.lastUsed - b.lastUsed || b.image.sizeBytes - a.image.sizeBytes);
   return { candidates, protected: kept };
-}
-
-/** `*` matches any run of characters, `?` one; everything else is literal. */
-export function globToRegExp(pattern: string): RegExp {
-  const body = pattern
-    .split('')
-    .map((char) =>
-      char === '*' ? '.*' : char === '?' ? '.' : char.replace(/[\\^$.|+()[\]{}]/g, '\\$&'),
-    )
-    .join('');
-  return new RegExp(`^${body}$`);
 }

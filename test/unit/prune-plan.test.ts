@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  globToRegExp,
-  planPrune,
-  type NodeImage,
-  type PruneFacts,
-} from '../../agent/images/plan.js';
+import { planPrune, type NodeImage, type PruneFacts } from '../../agent/images/plan.js';
 import { emptyUsage, recordSighting } from '../../agent/images/usage.js';
+import { globToRegExp } from '../../agent/text.js';
 
 const minute = 60_000;
 const now = 1_800_000_000_000;
