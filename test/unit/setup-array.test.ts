@@ -10,6 +10,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { Disk } from '../../agent/disks/inventory.js';
 import { ensureArray } from '../../agent/setup/array.js';
+import type { SetupContext } from '../../agent/setup/context.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { makeContext, recordingRunner } from './fixtures/context.js';
 
@@ -34,6 +35,10 @@ const blankMember = (name: string) => ({
 const createRaid0 =
   'mdadm --create /dev/md/ctrvol --run --metadata=1.2 --level=0 --chunk=256 --name=ctrvol ' +
   '--homehost=any --raid-devices=2 /dev/nvme1n1 /dev/nvme2n1';
+
+/** ensureArray on the two members as raid0, the pool every test here plans. */
+const ensureRaid0 = (context: SetupContext) =>
+  ensureArray(context, context.logger, { kind: 'array', level: 'raid0', members });
 
 async function makeRoot(t: { after(fn: () => Promise<void>): void }) {
   const temp = await makeTempDir('ctrvol-array');
@@ -72,11 +77,7 @@ describe('ensureArray', () => {
       run,
     });
 
-    const outcome = await ensureArray(context, context.logger, {
-      kind: 'array',
-      level: 'raid0',
-      members,
-    });
+    const outcome = await ensureRaid0(context);
 
     assert.equal(outcome.plan.action, 'rebuild');
     assert.equal(outcome.device, '/dev/md/ctrvol');
@@ -126,11 +127,7 @@ describe('ensureArray', () => {
       run,
     });
 
-    const outcome = await ensureArray(context, context.logger, {
-      kind: 'array',
-      level: 'raid0',
-      members,
-    });
+    const outcome = await ensureRaid0(context);
 
     assert.equal(outcome.plan.action, 'use');
     assert.equal(outcome.device, '/dev/md127');
@@ -152,11 +149,7 @@ describe('ensureArray', () => {
     });
     context.dryRun = true;
 
-    const outcome = await ensureArray(context, context.logger, {
-      kind: 'array',
-      level: 'raid0',
-      members,
-    });
+    const outcome = await ensureRaid0(context);
 
     assert.equal(outcome.plan.action, 'create');
     assert.equal(outcome.device, undefined);
