@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import {
   monitorDropInPath,
   monitorUnit,
   renderMonitorDropIn,
 } from '../../agent/metrics/monitor-dropin.js';
+import { renderStandIn, runTool, verify, writeExecutable } from '../helpers/systemd.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
 
 /**
@@ -39,45 +39,6 @@ const standIns: Record<string, string[]> = {
   'ctrvol-setup.service': ['After=local-fs.target', 'Before=containerd.service'],
 };
 
-interface ToolResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function runTool(file: string, args: readonly string[]): Promise<ToolResult> {
-  const result = await execa(file, args, {
-    reject: false,
-    stdin: 'ignore',
-    env: { LC_ALL: 'C', SYSTEMD_COLORS: '0' },
-  });
-  if (result.exitCode === undefined) {
-    throw new Error(`${file} did not run: ${result.message}`, { cause: result.cause });
-  }
-
-  return {
-    exitCode: result.exitCode,
-    stdout: String(result.stdout),
-    stderr: String(result.stderr),
-  };
-}
-
-/**
- * systemd 252 exits 0 after "Unknown key", "Failed to parse" and "path is not absolute": it logs
- * them and goes on, as PID 1 does at boot. So a clean verify is exit 0 with nothing printed.
- */
-async function verify(root: string, units: readonly string[]) {
-  const result = await runTool('systemd-analyze', [
-    'verify',
-    '--man=no',
-    '--generators=no',
-    `--root=${root}`,
-    ...units,
-  ]);
-  const output = `${result.stdout}${result.stderr}`.trim();
-  return { clean: result.exitCode === 0 && output === '', exitCode: result.exitCode, output };
-}
-
 /** The overall exposure systemd-analyze security gives the monitor unit inside a root. */
 async function getExposure(root: string): Promise<{ score: number; output: string }> {
   const result = await runTool('systemd-analyze', [
@@ -100,21 +61,6 @@ async function getExposure(root: string): Promise<{ score: number; output: strin
     `exit code ${result.exitCode} disagrees with the score ${score}:\n${output}`,
   );
   return { score, output };
-}
-
-async function writeExecutable(file: string, text: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text);
-  await chmod(file, 0o755);
-}
-
-function renderStandIn(name: string, lines: readonly string[]): string {
-  const text = ['[Unit]', `Description=Stand-in for ${name}`, ...lines];
-  if (name.endsWith('.service')) {
-    text.push('', '[Service]', 'Type=oneshot', 'ExecStart=/usr/bin/stand-in');
-  }
-
-  return `${text.join('\n')}\n`;
 }
 
 /** A node's root with the monitor installed and enabled, and its drop-in when one is given. */

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import {
-  chmod,
   lstat,
   mkdir,
   readdir,
@@ -15,7 +14,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { parseConfig } from '../../agent/config/load.js';
 import type { Config } from '../../agent/config/schema.js';
 import {
@@ -25,6 +23,14 @@ import {
   renderKubeletDropIn,
   setupUnit,
 } from '../../agent/systemd/units.js';
+import {
+  renderStandIn,
+  runTool,
+  verify,
+  writeExecutable,
+  type ToolResult,
+  type Verdict,
+} from '../helpers/systemd.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
 
 /**
@@ -88,71 +94,6 @@ const eksUnits: Record<string, string[]> = {
   'kubelet.service': ['After=containerd.service', 'Wants=containerd.service'],
 };
 
-interface ToolResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function runTool(
-  file: string,
-  args: readonly string[],
-  env: Record<string, string> = {},
-): Promise<ToolResult> {
-  const result = await execa(file, args, {
-    reject: false,
-    stdin: 'ignore',
-    env: { LC_ALL: 'C', SYSTEMD_COLORS: '0', ...env },
-  });
-  if (result.exitCode === undefined) {
-    throw new Error(`${file} did not run: ${result.message}`, { cause: result.cause });
-  }
-
-  return {
-    exitCode: result.exitCode,
-    stdout: String(result.stdout),
-    stderr: String(result.stderr),
-  };
-}
-
-interface Verdict {
-  clean: boolean;
-  exitCode: number;
-  output: string;
-}
-
-/**
- * systemd 252 exits 0 after "Unknown key", "Failed to parse" and "Found ordering cycle": it logs
- * them and goes on, as PID 1 does at boot. Only a missing unit or ExecStart binary changes its
- * exit code. So a clean verify is exit 0 with nothing printed.
- */
-async function verify(root: string, units: readonly string[]): Promise<Verdict> {
-  const result = await runTool('systemd-analyze', [
-    'verify',
-    '--man=no',
-    '--generators=no',
-    `--root=${root}`,
-    ...units,
-  ]);
-  const output = `${result.stdout}${result.stderr}`.trim();
-  return { clean: result.exitCode === 0 && output === '', exitCode: result.exitCode, output };
-}
-
-async function writeExecutable(file: string, text: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text);
-  await chmod(file, 0o755);
-}
-
-function renderStub(name: string, unitLines: readonly string[]): string {
-  const lines = ['[Unit]', `Description=Stand-in for ${name}`, ...unitLines];
-  if (name.endsWith('.service')) {
-    lines.push('', '[Service]', 'Type=oneshot', 'ExecStart=/usr/bin/stand-in');
-  }
-
-  return `${lines.join('\n')}\n`;
-}
-
 /** The link `systemctl enable` makes, made by hand: the stand-ins have no [Install] section. */
 async function wantBy(root: string, target: string, unit: string): Promise<void> {
   const wants = path.join(root, 'etc/systemd/system', `${target}.wants`);
@@ -166,7 +107,7 @@ async function addBootUnits(root: string, host: 'eks' | 'plain'): Promise<string
   const units = host === 'eks' ? { ...systemdUnits, ...eksUnits } : systemdUnits;
   for (const [name, lines] of Object.entries(units)) {
     await mkdir(path.join(root, unitDir), { recursive: true });
-    await writeFile(path.join(root, unitDir, name), renderStub(name, lines));
+    await writeFile(path.join(root, unitDir, name), renderStandIn(name, lines));
   }
 
   await writeExecutable(path.join(root, 'usr/bin/stand-in'), '#!/bin/sh\nexit 0\n');
