@@ -72,3 +72,42 @@ export function renderStandIn(name: string, unitLines: readonly string[]): strin
 
   return `${lines.join('\n')}\n`;
 }
+
+/** One directive of a unit file, where it stands, and whether a comment line precedes it. */
+export interface Directive {
+  file: string;
+  line: number;
+  section: string;
+  key: string;
+  value: string;
+  commented: boolean;
+}
+
+/** Unit-file lines as systemd reads them; ctrvol's units use no line continuations. */
+export function parseUnit(file: string, text: string): Directive[] {
+  const directives: Directive[] = [];
+  let section = '';
+  let previous = '';
+  for (const [index, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line.startsWith('[')) {
+      section = line.slice(1, -1);
+    } else if (line !== '' && !line.startsWith('#') && !line.startsWith(';')) {
+      const equals = line.indexOf('=');
+      const key = line.slice(0, equals).trim();
+      const value = line.slice(equals + 1).trim();
+      directives.push({
+        file,
+        line: index + 1,
+        section,
+        key,
+        value,
+        commented: previous.startsWith('#'),
+      });
+    }
+
+    previous = line;
+  }
+
+  return directives;
+}

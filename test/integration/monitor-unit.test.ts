@@ -8,7 +8,14 @@ import {
   monitorUnit,
   renderMonitorDropIn,
 } from '../../agent/metrics/monitor-dropin.js';
-import { renderStandIn, runTool, verify, writeExecutable } from '../helpers/systemd.js';
+import {
+  parseUnit,
+  renderStandIn,
+  runTool,
+  verify,
+  writeExecutable,
+  type Directive,
+} from '../helpers/systemd.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
 
 /**
@@ -93,40 +100,6 @@ async function makeNodeRoot(
   return { root, units: [monitorUnit, ...Object.keys(standIns)] };
 }
 
-interface Directive {
-  line: number;
-  section: string;
-  key: string;
-  value: string;
-  commented: boolean;
-}
-
-/** Unit-file lines as systemd reads them; the unit uses no line continuations. */
-function parseUnit(text: string): Directive[] {
-  const directives: Directive[] = [];
-  let section = '';
-  let previous = '';
-  for (const [index, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (line.startsWith('[')) {
-      section = line.slice(1, -1);
-    } else if (line !== '' && !line.startsWith('#') && !line.startsWith(';')) {
-      const equals = line.indexOf('=');
-      directives.push({
-        line: index + 1,
-        section,
-        key: line.slice(0, equals).trim(),
-        value: line.slice(equals + 1).trim(),
-        commented: previous.startsWith('#'),
-      });
-    }
-
-    previous = line;
-  }
-
-  return directives;
-}
-
 let temp: TempDir;
 let unit: Directive[];
 
@@ -144,7 +117,7 @@ before(async () => {
   });
   assert.equal(version.exitCode, 0, version.stderr);
   temp = await makeTempDir('ctrvol-monitor-unit');
-  unit = parseUnit(await readFile(unitSource, 'utf8'));
+  unit = parseUnit(monitorUnit, await readFile(unitSource, 'utf8'));
 });
 
 after(async () => {

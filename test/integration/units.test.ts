@@ -30,6 +30,8 @@ import {
   writeExecutable,
   type ToolResult,
   type Verdict,
+  parseUnit,
+  type Directive,
 } from '../helpers/systemd.js';
 import { makeTempDir, type TempDir } from '../helpers/temp.js';
 
@@ -170,44 +172,6 @@ async function editFile(file: string, edit: (text: string) => string): Promise<v
   const after = edit(before);
   assert.notEqual(after, before, `the edit of ${file} changed nothing`);
   await writeFile(file, after);
-}
-
-interface Directive {
-  file: string;
-  line: number;
-  section: string;
-  key: string;
-  value: string;
-  commented: boolean;
-}
-
-/** Unit-file lines as systemd reads them; ctrvol's units use no line continuations. */
-function parseUnit(file: string, text: string): Directive[] {
-  const directives: Directive[] = [];
-  let section = '';
-  let previous = '';
-  for (const [index, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (line.startsWith('[')) {
-      section = line.slice(1, -1);
-    } else if (line !== '' && !line.startsWith('#') && !line.startsWith(';')) {
-      const equals = line.indexOf('=');
-      const key = line.slice(0, equals).trim();
-      const value = line.slice(equals + 1).trim();
-      directives.push({
-        file,
-        line: index + 1,
-        section,
-        key,
-        value,
-        commented: previous.startsWith('#'),
-      });
-    }
-
-    previous = line;
-  }
-
-  return directives;
 }
 
 function getValues(directives: readonly Directive[], section: string, key: string): string[] {
