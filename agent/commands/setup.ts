@@ -49,6 +49,7 @@ export async function setup(
     array: undefined,
     stoppedUnits: [],
     source: undefined,
+    bindSources: new Map(),
     hiddenBytes: undefined,
     plan: [],
   };

@@ -45,6 +45,8 @@ export interface SetupContext {
   stoppedUnits: string[];
   /** What lies at the mount point on the root disk, measured once; null when nothing does. */
   source: TreeSize | null | undefined;
+  /** What lies at each volume.bindMounts directory on the root disk, measured once each. */
+  bindSources: Map<string, TreeSize | null>;
   /** Bytes of the old store left under the mount point, as the preserve step measured them. */
   hiddenBytes: number | undefined;
   /** What a dry run would have done, in order. */
@@ -84,4 +86,21 @@ export async function act(
 export async function getSourceSize(context: SetupContext): Promise<TreeSize | null> {
   context.source ??= await measureSource(context.run, context.config.volume.mountPoint);
   return context.source;
+}
+
+/**
+ * What lies at a volume.bindMounts directory on the root disk, measured once per run: the room
+ * check before mkfs and the copy in the bind step read the same figure.
+ */
+export async function getBindSourceSize(
+  context: SetupContext,
+  directory: string,
+): Promise<TreeSize | null> {
+  let size = context.bindSources.get(directory);
+  if (size === undefined) {
+    size = await measureSource(context.run, directory);
+    context.bindSources.set(directory, size);
+  }
+
+  return size;
 }

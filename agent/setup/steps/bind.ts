@@ -11,11 +11,11 @@ import {
 import type { Logger } from '../../log/logger.js';
 import { checkRoom, clearUnfinishedCopy, copyAndVerify } from '../../preserve/copy.js';
 import { getManifestDigest } from '../../preserve/manifest.js';
-import { measureSource, measureTree } from '../../preserve/space.js';
+import { measureTree, type TreeSize } from '../../preserve/space.js';
 import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
 import { bindMarkerDir, getBindFolder, getBindMarkers } from '../../state/paths.js';
 import { formatBytes } from '../../text.js';
-import { act, getVolume, type SetupContext } from '../context.js';
+import { act, getBindSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { isSelinuxEnabled } from './mount.js';
 
@@ -158,7 +158,7 @@ async function carryOver(
   if (!volumeMounted) {
     // Only a dry run gets here: the mount step has not mounted the volume, so it cannot tell
     // whether an existing volume already has the folder.
-    const source = await measureSource(context.run, directory);
+    const source = await getBindSourceSize(context, directory);
     const what = source === null ? 'nothing' : formatBytes(source.bytes);
     const unless = getVolume(context).formatReason === undefined ? ' unless the volume has it' : '';
     await act(context, logger, `copy ${what} from ${directory} into ${folder}${unless}`, noop);
@@ -173,7 +173,7 @@ async function carryOver(
     return;
   }
 
-  const source = await measureSource(context.run, directory);
+  const source = await getBindSourceSize(context, directory);
   const what = source === null ? 'nothing' : formatBytes(source.bytes);
   await act(context, logger, `copy ${what} from ${directory} into ${folder}`, async () => {
     await clearUnfinishedCopy(
@@ -199,7 +199,7 @@ async function copyOnce(
   logger: Logger,
   directory: string,
   destination: string,
-  source: Awaited<ReturnType<typeof measureSource>>,
+  source: TreeSize | null,
 ): Promise<BindRecord> {
   const { mountPoint } = context.config.volume;
   const base = { at: new Date().toISOString(), directory, bytes: 0, inodes: 0 };

@@ -4,14 +4,9 @@ import type { BlockDevice } from '../../host/block.js';
 import { probeNewFilesystem } from '../../host/signatures.js';
 import { removeDurably, writeJsonDurably } from '../../state/files.js';
 import { tooSmallHint } from '../../preserve/copy.js';
-import {
-  estimateUsableBytes,
-  getNeededSpace,
-  measureSource,
-  type TreeSize,
-} from '../../preserve/space.js';
+import { estimateUsableBytes, getNeededSpace, type TreeSize } from '../../preserve/space.js';
 import { formatBytes } from '../../text.js';
-import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
+import { act, getBindSourceSize, getSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 /** Written under /var/lib/ctrvol before mkfs starts, and removed once the new filesystem probes. */
@@ -107,7 +102,7 @@ async function checkRoomForSource(context: SetupContext, device: BlockDevice): P
   }
 
   for (const directory of bindMounts) {
-    const size = await measureSource(context.run, directory);
+    const size = await getBindSourceSize(context, directory);
     if (size !== null) {
       parts.push({ directory, size });
     }
