@@ -85,7 +85,7 @@ async function findUnboundDirectories(volume: {
     return [];
   }
 
-  const mounts = await readMountInfo(realHost);
+  const mounts = readMountInfo(realHost);
   const majorMinor = getMountAt(mounts, volume.mountPoint)?.majorMinor ?? '';
   return volume.bindMounts
     .filter((directory) => getBindState(mounts, directory, majorMinor).kind !== 'bound')

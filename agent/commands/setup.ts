@@ -30,7 +30,7 @@ export async function setup(
     throw new EnvironmentError('ctrvol setup must run as root', { hint: 'run it with sudo' });
   }
 
-  await checkTools(getSetupTools(config.volume.filesystem));
+  checkTools(getSetupTools(config.volume.filesystem));
   const paths = getPaths(common.root);
   const run = createRunner(logger);
   const context: SetupContext = {

@@ -52,7 +52,7 @@ export async function getStatus(common: CommonOptions): Promise<StatusReport> {
     };
   }
 
-  const mounts = await readMountInfo(realHost);
+  const mounts = readMountInfo(realHost);
   const mount = getMountAt(mounts, state.mountPoint);
   const device = await getBlockDevice(realHost, state.device).catch(() => undefined);
   const mounted = mount !== undefined && mount.majorMinor === device?.majorMinor;

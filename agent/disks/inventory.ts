@@ -1,15 +1,9 @@
-import type { BlockDevice } from '../host/block.js';
+import { type BlockDevice, readBlockDevice } from '../host/block.js';
 import type { Host } from '../host/host.js';
 import { formatBytes } from '../text.js';
 import type { IdentifyData, IdentifyReader } from './identify.js';
 import { compareDeviceNames, getVolumeIdFromSerial, isMappingName } from './names.js';
-import {
-  getDeviceNameSync,
-  getRootDiskNamesSync,
-  listWholeDisksSync,
-  readBlockDeviceSync,
-  readDevLinksSync,
-} from './sysfs.js';
+import { getRootDiskNames, listWholeDisksSync, readDevLinksSync } from './sysfs.js';
 
 export const ebsModel = 'Amazon Elastic Block Store';
 export const instanceStoreModel = 'Amazon EC2 NVMe Instance Storage';
@@ -61,7 +55,7 @@ export async function readInventory(
   host: Host,
   options: InventoryOptions = {},
 ): Promise<Inventory> {
-  const rootNames = getRootDiskNamesSync(host);
+  const rootNames = getRootDiskNames(host);
   const links = readDevLinksSync(host);
   const devices = listWholeDisksSync(host).flatMap((name) => readIfStillThere(host, name));
   const listed = devices.filter((device) => isListed(device, options.includeVirtual ?? false));
@@ -80,7 +74,7 @@ export async function readInventory(
  */
 function readIfStillThere(host: Host, name: string): BlockDevice[] {
   try {
-    return [readBlockDeviceSync(host, name)];
+    return [readBlockDevice(host, name)];
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       return [];
@@ -100,7 +94,7 @@ export async function describeDevice(inventory: Inventory, name: string): Promis
     return listed;
   }
 
-  return describeBlockDevice(readBlockDeviceSync(inventory.host, name), inventory);
+  return describeBlockDevice(readBlockDevice(inventory.host, name), inventory);
 }
 
 interface DescribeContext {
@@ -172,20 +166,6 @@ function isListed(device: BlockDevice, includeVirtual: boolean): boolean {
   }
 
   return includeVirtual || !/^(md\d+|md_|dm-\d+)/.test(name);
-}
-
-/** The kernel name of the block device a /dev path leads to (see getDeviceNameSync). */
-export async function getDeviceName(host: Host, devicePath: string): Promise<string | undefined> {
-  return getDeviceNameSync(host, devicePath);
-}
-
-/**
- * Every block device the root filesystem rests on, through partitions and md and dm layers; unlike
- * getRootDeviceNames in host/block.ts it also finds the root of a btrfs filesystem, whose
- * mountinfo number names no block device (see getRootDiskNamesSync).
- */
-export async function getRootDiskNames(host: Host): Promise<Set<string>> {
-  return getRootDiskNamesSync(host);
 }
 
 /** One device as a line of an error: name, size, model, serial, mapping name, and whether root. */

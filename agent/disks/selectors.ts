@@ -5,13 +5,8 @@ import { ConfigError, EnvironmentError, isEnvironmentError } from '../errors.js'
 import { getHostDevPath } from '../host/host.js';
 import { globToRegExp } from '../text.js';
 import { isBlank, type Signatures } from '../host/signatures.js';
-import {
-  describeDevice,
-  describeInventory,
-  getDeviceName,
-  type Disk,
-  type Inventory,
-} from './inventory.js';
+import { getDeviceName } from '../host/block.js';
+import { describeDevice, describeInventory, type Disk, type Inventory } from './inventory.js';
 import {
   compareDeviceNames,
   getXenNodeName,
@@ -131,7 +126,7 @@ async function resolvePath(
   selector: Extract<Selector, { kind: 'path' }>,
 ): Promise<Resolution> {
   const { host, disks } = inventory;
-  const name = await getDeviceName(host, selector.path);
+  const name = getDeviceName(host, selector.path);
   if (name === undefined) {
     const present = await lstat(getHostDevPath(host, selector.path)).then(
       () => true,
@@ -170,7 +165,7 @@ async function resolveMappingName(
   const claimants = disks.filter((disk) => disk.identify?.mappingName === name);
 
   if (entry?.isSymbolicLink()) {
-    const target = await getDeviceName(host, linkPath);
+    const target = getDeviceName(host, linkPath);
     if (target !== undefined) {
       const disk = await describeDevice(inventory, target);
       const own = disk.identify?.mappingName;

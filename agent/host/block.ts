@@ -1,7 +1,7 @@
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors.js';
-import { getHostDevPath, getMachineDevPath, type Host } from './host.js';
+import { getHostDevPath, type Host } from './host.js';
 
 /** What sysfs says about one block device. */
 export interface BlockDevice {
@@ -24,17 +24,24 @@ export interface BlockDevice {
   backingFile: string | undefined;
 }
 
+/**
+ * Everything here reads sysfs, /proc and /dev synchronously. Those answer from kernel memory in
+ * microseconds; through fs/promises each read costs a thread-pool hand-off that is worth more
+ * than the read, and a device takes a dozen of them (28 devices: about 1.5 ms this way against
+ * 8 ms asynchronously). The inventory reads every device again each half second while it waits
+ * for a late one.
+ */
+
 /** Resolves a device path (symlinks included) to what sysfs knows about it. */
 export async function getBlockDevice(host: Host, devicePath: string): Promise<BlockDevice> {
-  const hostPath = getHostDevPath(host, devicePath);
   let resolved: string;
   try {
-    resolved = await realpath(hostPath);
+    resolved = realpathSync(getHostDevPath(host, devicePath));
   } catch (error) {
     throw new EnvironmentError(`${devicePath}: no such device`, { cause: error });
   }
 
-  const name = await getKernelName(host, resolved);
+  const name = getKernelName(host, resolved);
   if (name === undefined) {
     throw new EnvironmentError(`${devicePath}: not a block device`);
   }
@@ -43,11 +50,27 @@ export async function getBlockDevice(host: Host, devicePath: string): Promise<Bl
 }
 
 /**
+ * The kernel name of the block device a /dev path leads to, symlinks followed; undefined when the
+ * path leads nowhere or to something that is not a block device.
+ */
+export function getDeviceName(host: Host, devicePath: string): string | undefined {
+  try {
+    return getKernelName(host, realpathSync(getHostDevPath(host, devicePath)));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Device nodes can be named anything, so a real node is looked up by its device number. Fixture
  * trees cannot hold device nodes, and there the file name is the kernel name.
  */
-async function getKernelName(host: Host, resolved: string): Promise<string | undefined> {
-  const info = await stat(resolved, { bigint: true });
+function getKernelName(host: Host, resolved: string): string | undefined {
+  const info = statSync(resolved, { bigint: true, throwIfNoEntry: false });
+  if (info === undefined) {
+    return undefined;
+  }
+
   if (info.isBlockDevice()) {
     // glibc's gnu_dev_major/gnu_dev_minor split of a 64-bit device number.
     const major = ((info.rdev >> 8n) & 0xfffn) | ((info.rdev >> 32n) & ~0xfffn);
@@ -56,80 +79,71 @@ async function getKernelName(host: Host, resolved: string): Promise<string | und
   }
 
   const name = path.basename(resolved);
-  return host.dev !== '/dev' && (await exists(path.join(host.sys, 'class/block', name)))
-    ? name
-    : undefined;
+  return host.dev !== '/dev' && exists(path.join(host.sys, 'class/block', name)) ? name : undefined;
 }
 
-export async function getNameByNumber(host: Host, majorMinor: string): Promise<string | undefined> {
+export function getNameByNumber(host: Host, majorMinor: string): string | undefined {
   try {
-    return path.basename(await realpath(path.join(host.sys, 'dev/block', majorMinor)));
+    return path.basename(realpathSync(path.join(host.sys, 'dev/block', majorMinor)));
   } catch {
     return undefined;
   }
 }
 
-export async function readBlockDevice(host: Host, name: string): Promise<BlockDevice> {
+export function readBlockDevice(host: Host, name: string): BlockDevice {
   const dir = path.join(host.sys, 'class/block', name);
   const read = (file: string) => readTrimmed(path.join(dir, file));
-  const isPartition = (await read('partition')) !== undefined;
-  const children = await listDir(dir);
-  const partitions: string[] = [];
-  for (const child of children) {
-    if (child.startsWith(name) && (await exists(path.join(dir, child, 'partition')))) {
-      partitions.push(child);
-    }
-  }
+  const isPartition = read('partition') !== undefined;
+  const partitions = listDir(dir).filter(
+    (child) => child.startsWith(name) && exists(path.join(dir, child, 'partition')),
+  );
 
   return {
     name,
-    path: getMachineDevPath(host, path.join(host.dev, name)),
-    majorMinor: (await read('dev')) ?? '',
+    path: `/dev/${name}`,
+    majorMinor: read('dev') ?? '',
     // sysfs counts 512-byte sectors whatever the device's real sector size.
-    sizeBytes: Number((await read('size')) ?? 0) * 512,
-    parent: isPartition ? path.basename(path.dirname(await realpath(dir))) : undefined,
-    partitions: partitions.sort(),
-    holders: await listDir(path.join(dir, 'holders')),
-    slaves: await listDir(path.join(dir, 'slaves')),
-    serial: (await read('device/serial')) ?? (await read('serial')),
-    model: await read('device/model'),
-    backingFile: await read('loop/backing_file'),
+    sizeBytes: Number(read('size') ?? 0) * 512,
+    parent: isPartition ? path.basename(path.dirname(realpathSync(dir))) : undefined,
+    partitions,
+    holders: listDir(path.join(dir, 'holders')),
+    slaves: listDir(path.join(dir, 'slaves')),
+    serial: read('device/serial') ?? read('serial'),
+    model: read('device/model'),
+    backingFile: read('loop/backing_file'),
   };
 }
 
 /** Devices the kernel is swapping to, by kernel name. */
-export async function getSwapDeviceNames(host: Host): Promise<Set<string>> {
-  const text = (await readTrimmed(path.join(host.proc, 'swaps'))) ?? '';
+export function getSwapDeviceNames(host: Host): Set<string> {
+  const text = readTrimmed(path.join(host.proc, 'swaps')) ?? '';
   const names = new Set<string>();
   for (const line of text.split('\n').slice(1)) {
     const file = line.split(/\s+/)[0];
     if (file?.startsWith('/dev/')) {
-      names.add(path.basename(await realpath(getHostDevPath(host, file)).catch(() => file)));
+      names.add(getDeviceName(host, file) ?? path.basename(file));
     }
   }
 
   return names;
 }
 
-async function readTrimmed(file: string): Promise<string | undefined> {
+function readTrimmed(file: string): string | undefined {
   try {
-    return (await readFile(file, 'utf8')).trim();
+    return readFileSync(file, 'utf8').trim();
   } catch {
     return undefined;
   }
 }
 
-async function listDir(dir: string): Promise<string[]> {
+function listDir(dir: string): string[] {
   try {
-    return (await readdir(dir)).sort();
+    return readdirSync(dir).sort();
   } catch {
     return [];
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(
-    () => true,
-    () => false,
-  );
+function exists(file: string): boolean {
+  return statSync(file, { throwIfNoEntry: false }) !== undefined;
 }

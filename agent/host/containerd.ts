@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 
@@ -23,17 +23,23 @@ export function isSocketLive(socket: string, timeoutMs = 1000): Promise<boolean>
  * containerd's shims outlive a `systemctl stop containerd` and keep their containers running, with
  * overlay mounts on the store. Each shim names the containerd socket it serves in its arguments.
  */
-export async function findShims(procDir: string, socket: string): Promise<number[]> {
+export function findShims(procDir: string, socket: string): number[] {
+  // Synchronous: /proc answers from memory, and a node runs hundreds of processes, each read
+  // through the thread pool costing ten times the read itself.
   const pids: number[] = [];
-  for (const entry of await readdir(procDir)) {
+  for (const entry of readdirSync(procDir)) {
     if (!/^\d+$/.test(entry)) {
       continue;
     }
 
-    const argv = await readFile(path.join(procDir, entry, 'cmdline'), 'utf8').then(
-      (text): string[] => text.split('\0'),
-      (): string[] => [],
-    );
+    let argv: string[];
+    try {
+      argv = readFileSync(path.join(procDir, entry, 'cmdline'), 'utf8').split('\0');
+    } catch {
+      // The process ended between the listing and the read.
+      continue;
+    }
+
     const address = argv.indexOf('-address');
     if (
       path.basename(argv[0] ?? '').startsWith('containerd-shim') &&

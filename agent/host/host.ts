@@ -24,12 +24,3 @@ export function getHostDevPath(host: Host, devicePath: string): string {
 
   return path.join(host.dev, devicePath.slice('/dev/'.length));
 }
-
-/** The inverse of getHostDevPath: a path under the host's dev root as the machine names it. */
-export function getMachineDevPath(host: Host, hostPath: string): string {
-  if (host.dev === '/dev' || !hostPath.startsWith(`${host.dev}/`)) {
-    return hostPath;
-  }
-
-  return `/dev/${hostPath.slice(host.dev.length + 1)}`;
-}

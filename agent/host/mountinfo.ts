@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Host } from './host.js';
 
@@ -18,8 +18,12 @@ export interface MountEntry {
   superOptions: string;
 }
 
-export async function readMountInfo(host: Host): Promise<MountEntry[]> {
-  const text = await readFile(path.join(host.proc, 'self/mountinfo'), 'utf8');
+/**
+ * Read synchronously: the kernel writes the table from memory, and a run reads it several times
+ * (each step checks the mounts afresh rather than trusting an earlier look).
+ */
+export function readMountInfo(host: Host): MountEntry[] {
+  const text = readFileSync(path.join(host.proc, 'self/mountinfo'), 'utf8');
   return parseMountInfo(text);
 }
 

@@ -1,4 +1,4 @@
-import { access, constants } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors.js';
 
@@ -6,19 +6,11 @@ import { EnvironmentError } from '../errors.js';
  * Checks that every program a run will need is on PATH before the run changes anything: a
  * missing getfattr found only after mkfs and the copy would leave a half-done setup behind.
  */
-export async function checkTools(tools: Record<string, string>): Promise<void> {
+export function checkTools(tools: Record<string, string>): void {
   const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean);
   const missing: string[] = [];
   for (const [tool, from] of Object.entries(tools)) {
-    const found = await Promise.all(
-      dirs.map((dir) =>
-        access(path.join(dir, tool), constants.X_OK).then(
-          () => true,
-          () => false,
-        ),
-      ),
-    );
-    if (!found.includes(true)) {
+    if (!dirs.some((dir) => isExecutable(path.join(dir, tool)))) {
       missing.push(`${tool} (${from})`);
     }
   }
@@ -49,4 +41,14 @@ export function getSetupTools(filesystem: 'xfs' | 'ext4'): Record<string, string
     find: 'findutils',
     getfattr: 'attr',
   };
+}
+
+/** A stat of a local path: quicker done in place than through the thread pool, ten at a time. */
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -29,7 +29,7 @@ export async function inspect(
   warn: { root: number; volume: number },
 ): Promise<Inspection> {
   const setup = await readState(stateFile);
-  const mounts = await readMountInfo(host);
+  const mounts = readMountInfo(host);
   const rootMount = getMountAt(mounts, '/');
   const mount = getMountAt(mounts, mountPoint);
   const expected =

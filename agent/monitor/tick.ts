@@ -225,12 +225,12 @@ async function growIfNeeded(context: TickContext, seen: Inspection, state: Monit
     return;
   }
 
-  const name = await getNameByNumber(context.host, seen.mount.majorMinor);
+  const name = getNameByNumber(context.host, seen.mount.majorMinor);
   if (name === undefined) {
     return;
   }
 
-  const device = await readBlockDevice(context.host, name);
+  const device = readBlockDevice(context.host, name);
   if (device.sizeBytes <= seen.volume.totalBytes * 1.125 + 64 * 1024 * 1024) {
     return;
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { getRootDiskNames } from '../../agent/disks/inventory.js';
+import { getRootDiskNames } from '../../agent/disks/sysfs.js';
 import { getBlockDevice } from '../../agent/host/block.js';
 import { buildHostTree, mountLine } from './fixtures/host-tree.js';
 
@@ -79,7 +79,7 @@ describe('the root-disk guard', () => {
       );
       t.after(fixture.cleanup);
 
-      const names = await getRootDiskNames(fixture.host);
+      const names = getRootDiskNames(fixture.host);
 
       assert.deepEqual([...names].sort(), shape.expected);
     });

@@ -40,7 +40,7 @@ export const bindStep: Step = {
   async run(context, logger) {
     const { bindMounts, mountPoint } = context.config.volume;
     const { device } = getVolume(context);
-    const mounts = await readMountInfo(context.host);
+    const mounts = readMountInfo(context.host);
     const volumeMounted = getMountAt(mounts, mountPoint)?.majorMinor === device.majorMinor;
     if (volumeMounted) {
       await warnAboutLeftFolders(context, logger, mounts);
@@ -72,7 +72,7 @@ export const bindStep: Step = {
  */
 export async function checkBindTargets(context: SetupContext): Promise<string[]> {
   const { device } = getVolume(context);
-  const mounts = await readMountInfo(context.host);
+  const mounts = readMountInfo(context.host);
   const pending: string[] = [];
   const nothingChanged = 'nothing was changed';
   for (const directory of context.config.volume.bindMounts) {

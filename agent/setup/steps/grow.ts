@@ -11,13 +11,13 @@ export const growStep: Step = {
   async run(context, logger) {
     const { device, signatures, formatted } = getVolume(context);
     const { mountPoint } = context.config.volume;
-    const mount = getMountAt(await readMountInfo(context.host), mountPoint);
+    const mount = getMountAt(readMountInfo(context.host), mountPoint);
     if (mount === undefined || mount.majorMinor !== device.majorMinor) {
       return checked('the volume is not mounted yet (dry run): its size is checked once it is');
     }
 
     // Read afresh: the device may have grown since it was probed (losetup -c, ModifyVolume).
-    const { sizeBytes } = await readBlockDevice(context.host, device.name);
+    const { sizeBytes } = readBlockDevice(context.host, device.name);
     if (formatted === true && sizeBytes === device.sizeBytes) {
       return alreadyDone('the filesystem was made to fill its device in this run');
     }

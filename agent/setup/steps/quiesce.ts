@@ -60,7 +60,7 @@ async function checkNothingRuns(context: SetupContext): Promise<void> {
       throw new EnvironmentError(`containerd is running on ${socket}`, { hint: stopFirst });
     }
 
-    const shims = await findShims(context.host.proc, socket);
+    const shims = findShims(context.host.proc, socket);
     if (shims.length > 0) {
       throw new EnvironmentError(
         `containers are still running (shim pids ${shims.join(', ')}); a copy of live overlays ` +
@@ -70,7 +70,7 @@ async function checkNothingRuns(context: SetupContext): Promise<void> {
     }
   }
 
-  const beneath = getMountsBeneath(await readMountInfo(context.host), mountPoint);
+  const beneath = getMountsBeneath(readMountInfo(context.host), mountPoint);
   if (beneath.length > 0) {
     const where = beneath.map((entry) => entry.mountPoint).join(', ');
     throw new EnvironmentError(`something is mounted beneath ${mountPoint}: ${where}`, {

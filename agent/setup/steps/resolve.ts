@@ -7,12 +7,8 @@ import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host
 import { describeContent, isBlankContent, sampleContent } from '../../host/content.js';
 import { getHostDevPath } from '../../host/host.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
-import {
-  getDiskKind,
-  getRootDiskNames,
-  readInventory,
-  type Inventory,
-} from '../../disks/inventory.js';
+import { getDiskKind, readInventory, type Inventory } from '../../disks/inventory.js';
+import { getRootDiskNames } from '../../disks/sysfs.js';
 import { arrayDevice, arrayName } from '../../disks/md.js';
 import { compareDeviceNames } from '../../disks/names.js';
 import {
@@ -291,7 +287,7 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
   const { mountPoint, label, filesystem } = config.volume;
   const names = new Set([device.name, ...device.partitions]);
   const majorMinors = new Set([device.majorMinor]);
-  const allMounts = await readMountInfo(host);
+  const allMounts = readMountInfo(host);
   const mounts = allMounts.filter((entry) => majorMinors.has(entry.majorMinor));
   const refuse = (why: string, hint?: string) =>
     new EnvironmentError(`${device.path} ${why}`, hint === undefined ? {} : { hint });
@@ -300,7 +296,7 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse('has no capacity (0 bytes); is the medium attached?');
   }
 
-  const rootNames = await getRootDiskNames(host);
+  const rootNames = getRootDiskNames(host);
   if ([...names].some((name) => rootNames.has(name))) {
     throw refuse('holds the root filesystem; ctrvol never touches the root disk');
   }
@@ -315,7 +311,7 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse(`is in use by ${device.holders.join(', ')} (device mapper or RAID)`);
   }
 
-  const swaps = await getSwapDeviceNames(host);
+  const swaps = getSwapDeviceNames(host);
   if ([...names].some((name) => swaps.has(name))) {
     throw refuse('is in use as swap');
   }
