@@ -5,8 +5,16 @@ import path from 'node:path';
  * Small JSON records that must survive a crash intact: written to a temporary file, synced,
  * renamed into place, and the directory synced, so that after a power loss either the old or the
  * new record is there and never half of one.
+ *
+ * `syncDirectory: false` leaves the rename to be written out by whatever comes next (an
+ * unmount): for a record whose loss in a crash only means that work is done again, where a sync
+ * of a directory on a filesystem that was just flushed costs a journal commit.
  */
-export async function writeJsonDurably(file: string, value: unknown): Promise<void> {
+export async function writeJsonDurably(
+  file: string,
+  value: unknown,
+  options: { syncDirectory?: boolean } = {},
+): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}.tmp`;
   const handle = await open(temporary, 'w', 0o644);
@@ -18,7 +26,9 @@ export async function writeJsonDurably(file: string, value: unknown): Promise<vo
   }
 
   await rename(temporary, file);
-  await syncDir(path.dirname(file));
+  if (options.syncDirectory !== false) {
+    await syncDir(path.dirname(file));
+  }
 }
 
 export async function readJson<T>(file: string): Promise<T | undefined> {

@@ -121,7 +121,7 @@ function getHiddenBytes(record: PreservedRecord | undefined): number | undefined
 async function mountStaging(context: SetupContext, logger: Logger): Promise<void> {
   const { device, signatures } = getVolume(context);
   const staging = context.paths.stagingDir;
-  const current = getMountAt(await readMountInfo(context.host), staging);
+  const current = getMountAt(readMountInfo(context.host), staging);
   if (current !== undefined && current.majorMinor === device.majorMinor) {
     logger.info({ staging }, 'reusing the staging mount left by an interrupted run');
     return;
@@ -169,12 +169,17 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   });
 
   logger.info({ entries: original.size, verify: context.verify }, 'the copy matches its source');
-  const record = await markPreserved(context, {
-    ...base,
-    verified: context.verify,
-    reclaimed: false,
-    sourceDigest: getManifestDigest(original),
-  });
+  const record = await markPreserved(
+    context,
+    {
+      ...base,
+      verified: context.verify,
+      reclaimed: false,
+      sourceDigest: getManifestDigest(original),
+    },
+    // The original may go only once the marker saying the copy is whole is surely on disk.
+    { durable: reclaimRootCopy },
+  );
 
   if (reclaimRootCopy && (await reclaimSource(context, logger))) {
     return markPreserved(context, { ...record, reclaimed: true });
@@ -198,14 +203,27 @@ async function clearInterruptedCopy(context: SetupContext, logger: Logger): Prom
   );
 }
 
+/**
+ * The marker's own bytes are always synced, so it is never found empty or torn. Unless `durable`
+ * is set, its name and the removal of the copy-started record reach the disk with the unmount that
+ * follows: a crash before that finds no marker and copies again from the untouched original, and
+ * a marker beside a copy-started record still counts (that record matters only without one).
+ */
 async function markPreserved(
   context: SetupContext,
   record: PreservedRecord,
+  options: { durable: boolean } = { durable: false },
 ): Promise<PreservedRecord> {
   const staging = context.paths.stagingDir;
   const written = { ...record, at: new Date().toISOString() };
-  await writeJsonDurably(path.join(staging, preservedMarker), written);
-  await removeDurably(path.join(staging, copyStartedMarker));
+  await writeJsonDurably(path.join(staging, preservedMarker), written, {
+    syncDirectory: options.durable,
+  });
+  if (options.durable) {
+    await removeDurably(path.join(staging, copyStartedMarker));
+  } else {
+    await rm(path.join(staging, copyStartedMarker), { force: true });
+  }
 
   return written;
 }
