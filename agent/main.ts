@@ -1,8 +1,10 @@
 import { writeSync } from 'node:fs';
 import { parseCommandLine, type ParsedCommand } from './cli/args.js';
 import { helpText } from './cli/help.js';
+import { useCodeCache } from './code-cache.js';
 import { ExitCode, getErrorLine, isCtrvolError, UsageError } from './errors.js';
 import type { Logger } from './log/logger.js';
+import { getPaths } from './state/paths.js';
 
 type Commands = typeof import('./commands/index.js');
 import { version } from './version.js';
@@ -39,6 +41,10 @@ async function main(argv: readonly string[]): Promise<number> {
     );
   }
 
+  // The daemon compiles once and runs for weeks: its memory counts, not its start-up.
+  useCodeCache(
+    parsed.command === 'monitor' ? undefined : getPaths(parsed.common.root).codeCacheDir,
+  );
   const commands = await import('./commands/index.js');
   const logger = commands.createLogger({ format: parsed.common.logFormat, level });
   try {

@@ -10,7 +10,9 @@
 // compiled the first time it is imported. `ctrvol --version` pays for neither; `ctrvol setup`
 // for one.
 import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
 import { appendFile, chmod } from 'node:fs/promises';
+import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 
 const outfile = 'dist/ctrvol.cjs';
@@ -31,18 +33,22 @@ const common = {
   banner: { js: "var __ctrvolFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 };
 
-/** Builds an entry in memory and returns its code, gzipped and base64-encoded. */
-async function buildEmbedded(entryPoint, plugins = []) {
+/**
+ * Builds an entry in memory and returns the line at the end of dist/ctrvol.cjs that carries it:
+ * its name, a hash of its code (the code cache's key), and the code gzipped and base64-encoded.
+ */
+async function buildEmbedded(name, entryPoint, plugins = []) {
   const result = await build({ ...common, entryPoints: [entryPoint], write: false, plugins });
-  return gzipSync(result.outputFiles[0].contents, { level: 9 }).toString('base64');
+  const code = result.outputFiles[0].contents;
+  const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
+  const text = gzipSync(code, { level: 9 }).toString('base64');
+  return `//ctrvol-embedded ${name} ${hash} ${text}\n`;
 }
 
-/** The line at the end of dist/ctrvol.cjs that carries an embedded bundle. */
-const payloadLine = (name, text) => `//ctrvol-embedded ${name} ${text}\n`;
-
 /**
- * Resolves an import of `name/index.js` to a module that, when first required, inflates the
- * embedded bundle and compiles it as a module of its own.
+ * Resolves an import of `name/index.js` to a module that, when first required, loads the embedded
+ * bundle through agent/embedded.ts: it inflates it and compiles it as a module of its own, with
+ * V8's code cache when the command turned that on.
  *
  * The bundle's text is a comment line at the end of the file, read back from the file, rather
  * than a string literal in the code: V8 keeps a literal's own copy of the text, beside the
@@ -59,29 +65,19 @@ function embed(name) {
       }));
       context.onLoad({ filter: new RegExp(`^${name}$`), namespace: 'embedded' }, () => ({
         loader: 'js',
+        resolveDir: path.resolve('agent'),
         contents: [
-          "const Module = require('node:module');",
-          "const { readFileSync } = require('node:fs');",
-          "const { gunzipSync } = require('node:zlib');",
+          "const { loadEmbedded } = require('./embedded.ts');",
           "const file = __filename.replace(/#[^/]*$/, '');",
-          "const all = readFileSync(file, 'latin1');",
-          `const marker = ${JSON.stringify(payloadLine(name, '').slice(0, -1))};`,
-          'const start = all.lastIndexOf(marker) + marker.length;',
-          "const text = all.slice(start, all.indexOf('\\n', start));",
-          "const code = gunzipSync(Buffer.from(text, 'base64')).toString('utf8');",
-          `const embedded = new Module(\`\${file}#${name}\`, module);`,
-          'embedded.filename = file;',
-          'embedded.paths = module.paths;',
-          `embedded._compile(code, \`\${file}#${name}\`);`,
-          'module.exports = embedded.exports;',
+          `module.exports = loadEmbedded(${JSON.stringify(name)}, file, module);`,
         ].join('\n'),
       }));
     },
   };
 }
 
-const cri = await buildEmbedded('agent/cri/index.ts');
-const commands = await buildEmbedded('agent/commands/index.ts', [embed('cri')]);
+const cri = await buildEmbedded('cri', 'agent/cri/index.ts');
+const commands = await buildEmbedded('commands', 'agent/commands/index.ts', [embed('cri')]);
 
 await build({
   ...common,
@@ -90,5 +86,5 @@ await build({
   banner: { js: `#!/usr/bin/env node\n${common.banner.js}` },
   plugins: [embed('commands')],
 });
-await appendFile(outfile, payloadLine('commands', commands) + payloadLine('cri', cri));
+await appendFile(outfile, commands + cri);
 await chmod(outfile, 0o755);

@@ -109,6 +109,12 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
     throw new UsageError(`--root: got "${root}"; allowed: an absolute path`);
   }
 
+  // Checked here with the other usage errors, before any command module is loaded.
+  const verify = (values as Record<string, unknown>).verify;
+  if (verify !== undefined && verify !== 'metadata' && verify !== 'content') {
+    throw new UsageError(`--verify: got "${String(verify)}"; allowed: metadata | content`);
+  }
+
   return {
     command: first,
     common: {

@@ -83,12 +83,9 @@ export async function setup(
   return '';
 }
 
+/** The argument parser has already refused any other value. */
 function getVerifyMode(value: string | undefined): VerifyMode {
-  if (value === undefined || value === 'metadata' || value === 'content') {
-    return value ?? 'metadata';
-  }
-
-  throw new UsageError(`--verify: got "${value}"; allowed: metadata | content`);
+  return value === 'content' ? 'content' : 'metadata';
 }
 
 /** For the monitor's metrics and `ctrvol check`; best effort, and never on a dry run. */

@@ -23,6 +23,8 @@ export interface Paths {
   nodeadmDropInDir: string;
   /** The instance's user data as cloud-init saved it; nodeadm reads the same text from IMDS. */
   userDataFile: string;
+  /** V8's compiled code for the embedded bundles, kept between runs (agent/embedded.ts). */
+  codeCacheDir: string;
 }
 
 export function getPaths(root: string): Paths {
@@ -40,6 +42,7 @@ export function getPaths(root: string): Paths {
     mdadmConfigFiles: [under('etc/mdadm.conf'), under('etc/mdadm/mdadm.conf')],
     nodeadmDropInDir: under('etc/eks/nodeadm.d'),
     userDataFile: under('var/lib/cloud/instance/user-data.txt'),
+    codeCacheDir: under('var/cache/ctrvol'),
   };
 }
 

@@ -72,6 +72,8 @@ async function runRounds(
 ): Promise<Rounds> {
   const samples: RunSample[] = [];
   let ctrvolLog = '';
+  // Filled by the first first-run variant; each code-cache run gets a copy.
+  const codeCacheDir = path.join(path.dirname(template), 'code-cache');
   for (let round = 1 - options.warmup; round <= options.rounds; round += 1) {
     const name =
       round < 1
@@ -81,7 +83,12 @@ async function runRounds(
       stop.signal.throwIfAborted();
       const sandbox = await makeSandbox(template);
       try {
-        const run = await variant.run({ sandbox, ctrvolBinary: binary, signal: stop.signal });
+        const run = await variant.run({
+          sandbox,
+          ctrvolBinary: binary,
+          codeCacheDir,
+          signal: stop.signal,
+        });
         const sample = { ...run.sample, round };
         await checkOutcome(sandbox, store.entries);
         if (variant.name === 'ctrvol') {

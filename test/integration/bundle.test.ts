@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
@@ -83,9 +83,11 @@ describe('the single-file build', () => {
     t.after(temp.cleanup);
     const missing = path.join(temp.path, 'nope.yaml');
 
-    const result = await execa('node', [ctrvolBinary, 'setup', '--config', missing], {
-      reject: false,
-    });
+    const result = await execa(
+      'node',
+      [ctrvolBinary, 'setup', '--config', missing, '--root', temp.path],
+      { reject: false },
+    );
 
     assert.equal(result.exitCode, 2);
     assert.equal(
@@ -114,5 +116,52 @@ describe('the single-file build', () => {
     const failed = records.find((record) => record.level === 50);
     assert.equal(failed?.step, 'resolve');
     assert.match(failed?.msg ?? '', /no such device/);
+  });
+
+  test('keeps a V8 code cache under --root, reuses it, and replaces one it cannot use', async (t) => {
+    const temp = await makeTempDir('ctrvol-bundle');
+    t.after(temp.cleanup);
+    const cacheDir = path.join(temp.path, 'var/cache/ctrvol');
+    const status = () => execa('node', [ctrvolBinary, 'status', '--root', temp.path]);
+    const listCache = async () =>
+      (await readdir(cacheDir)).filter((name) => name.endsWith('.v8cache'));
+
+    const first = await status();
+    const [file = ''] = await listCache();
+    assert.ok(file.startsWith('commands-'), `a cache for the commands bundle: ${file}`);
+    const cacheFile = path.join(cacheDir, file);
+    const written = await stat(cacheFile);
+
+    // V8 took the cache: nothing is written again, and the command says the same.
+    const second = await status();
+    assert.equal(second.stdout, first.stdout);
+    assert.equal((await stat(cacheFile)).mtimeMs, written.mtimeMs);
+
+    // A cache V8 refuses (damaged, or from another Node) is compiled around and replaced.
+    await writeFile(cacheFile, Buffer.alloc(written.size, 7));
+    const third = await status();
+    assert.equal(third.stdout, first.stdout);
+    const replaced = await readFile(cacheFile);
+    assert.ok(
+      replaced.some((byte) => byte !== 7),
+      'the damaged cache was replaced',
+    );
+    assert.deepEqual(await listCache(), [file]);
+
+    // The daemon keeps none: its memory counts, not its start-up.
+    await rm(cacheDir, { recursive: true });
+    const config = path.join(temp.path, 'config.yaml');
+    const socket = path.join(temp.path, 'no-containerd.sock');
+    await writeFile(
+      config,
+      `volume:\n  device: /dev/ctrvol-test-absent\ncontainerd:\n  socket: ${socket}\n`,
+    );
+    const monitor = await execa(
+      'node',
+      [ctrvolBinary, 'monitor', '--once', '--config', config, '--root', temp.path],
+      { reject: false },
+    );
+    assert.equal(monitor.exitCode, 0, monitor.stderr);
+    assert.equal(await stat(cacheDir).catch(() => undefined), undefined);
   });
 });
