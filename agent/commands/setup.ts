@@ -1,6 +1,6 @@
 import type { CommonOptions } from '../cli/args.js';
 import { loadConfig } from '../config/load.js';
-import { EnvironmentError, getErrorLine, UsageError } from '../errors.js';
+import { EnvironmentError, getErrorLine } from '../errors.js';
 import { createRunner } from '../exec.js';
 import { realHost } from '../host/host.js';
 import { isSystemdRunning } from '../host/systemd.js';
