@@ -41,10 +41,10 @@ async function main(argv: readonly string[]): Promise<number> {
     );
   }
 
-  // The daemon compiles once and runs for weeks: its memory counts, not its start-up.
-  useCodeCache(
-    parsed.command === 'monitor' ? undefined : getPaths(parsed.common.root).codeCacheDir,
-  );
+  // The daemon compiles once and runs for weeks: its memory counts, not its start-up. A dry run
+  // writes nothing at all, the cache included.
+  const noCache = parsed.command === 'monitor' || parsed.values['dry-run'] === true;
+  useCodeCache(noCache ? undefined : getPaths(parsed.common.root).codeCacheDir);
   const commands = await import('./commands/index.js');
   const logger = commands.createLogger({ format: parsed.common.logFormat, level });
   try {

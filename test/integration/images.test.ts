@@ -62,9 +62,11 @@ describe('ctrvol verify', () => {
       `volume: {device: /dev/ctrvol-test-absent}\ncontainerd: {socket: ${temp.path}/gone.sock}\n`,
     );
 
-    const result = await execa('node', [ctrvolBinary, 'prune', '--config', config], {
-      reject: false,
-    });
+    const result = await execa(
+      'node',
+      [ctrvolBinary, 'prune', '--config', config, '--root', temp.path],
+      { reject: false },
+    );
 
     assert.equal(result.exitCode, 3);
     assert.match(result.stderr, /gone\.sock/);
