@@ -60,6 +60,7 @@ export async function setup(
   });
   await recordOutcome(context, { outcome: 'ok' });
   const { calls, childMs } = run.stats;
+  const cpu = process.cpuUsage();
   logger.info(
     {
       changed: summary.changed.length,
@@ -67,6 +68,8 @@ export async function setup(
       commands: calls,
       commandMs: Math.round(childMs),
       ownMs: Math.round(summary.durationMs - childMs),
+      // This process's CPU, start-up included: its own work even where it overlaps a child's.
+      cpuMs: Math.round((cpu.user + cpu.system) / 1000),
     },
     summary.changed.length === 0 && !options.dryRun
       ? `setup finished in ${formatMs(summary.durationMs)}: nothing to change, already set up`

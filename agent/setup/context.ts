@@ -3,7 +3,7 @@ import type { Runner } from '../exec.js';
 import type { BlockDevice } from '../host/block.js';
 import type { Host } from '../host/host.js';
 import type { HeldLock } from '../host/lock.js';
-import type { MountEntry } from '../host/mountinfo.js';
+import { getMountAt, readMountInfo, type MountEntry } from '../host/mountinfo.js';
 import type { Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
 import { measureSource, type TreeSize } from '../preserve/space.js';
@@ -44,7 +44,7 @@ export interface SetupContext {
   /** Units stopped by this run, to be started again at the end (or after a failure). */
   stoppedUnits: string[];
   /** What lies at the mount point on the root disk, measured once; null when nothing does. */
-  source: TreeSize | null | undefined;
+  source: Promise<TreeSize | null> | undefined;
   /** What lies at each volume.bindMounts directory on the root disk, measured once each. */
   bindSources: Map<string, TreeSize | null>;
   /** Bytes of the old store left under the mount point, as the preserve step measured them. */
@@ -82,10 +82,31 @@ export async function act(
   await action();
 }
 
-/** The size of the old store at the mount point, measured once per run (after quiesce). */
+/**
+ * The size of the old store at the mount point, measured once per run: from the start of the
+ * resolve step when nothing is mounted there yet (see measureSourceEarly), and again after
+ * quiesce when that stopped containerd, which may write as it stops.
+ */
 export async function getSourceSize(context: SetupContext): Promise<TreeSize | null> {
-  context.source ??= await measureSource(context.run, context.config.volume.mountPoint);
+  context.source ??= measureSource(context.run, context.config.volume.mountPoint);
   return context.source;
+}
+
+/**
+ * Starts measuring the old store while the device is probed: du reads the root disk and the
+ * probes read the device, and the format step waits for the figure before mkfs. Nothing is
+ * measured when a filesystem is mounted at the mount point (a node already set up: du would walk
+ * the whole volume) or when nothing is to be copied. A failure surfaces where the figure is used;
+ * a run refused before that never asks for it.
+ */
+export function measureSourceEarly(context: SetupContext): void {
+  const { mountPoint, preserve } = context.config.volume;
+  if (!preserve || getMountAt(readMountInfo(context.host), mountPoint) !== undefined) {
+    return;
+  }
+
+  const measuring = getSourceSize(context);
+  measuring.catch(() => undefined);
 }
 
 /**

@@ -7,6 +7,11 @@ export interface CtrvolRunDetail {
   commands: number;
   /** The agent's own figure: its step loop minus commandMs (leaves out Node start-up). */
   ownMs: number;
+  /**
+   * The agent process's CPU time (user + system, start-up included): its own work, counted also
+   * where it ran beside a child, which wall − commandMs leaves out.
+   */
+  cpuMs: number;
   /** Child time counted once where children overlap, from the `ran X ms=…` debug lines. */
   childUnionMs: number;
   /** From spawn to the first log line: Node start-up, loading the bundle, reading the config. */
@@ -59,6 +64,7 @@ interface LogLine {
   commandMs?: number;
   commands?: number;
   ownMs?: number;
+  cpuMs?: number;
 }
 
 function parseLines(stderr: string): LogLine[] {
@@ -118,6 +124,7 @@ export function getCtrvolRunDetail(
     commandMs: finished.commandMs,
     commands: finished.commands ?? 0,
     ownMs: finished.ownMs ?? Number.NaN,
+    cpuMs: finished.cpuMs ?? Number.NaN,
     childUnionMs: getUnionLength(intervals),
     startupMs: Date.parse(first?.time ?? finished.time) - spawnedAt,
     exitMs: exitedAt - Date.parse(finished.time),

@@ -23,6 +23,8 @@ export interface BenchSummary {
   overheadMs: Summary;
   /** The same for a first run on the machine, without a code cache. */
   firstOverheadMs: Summary;
+  /** ctrvol's own CPU time, start-up included, also where it overlaps a child. */
+  cpuMs: Summary;
   /** Wall time minus child time counted once where children overlap: a cross-check. */
   overheadUnionMs: Summary;
   /** commandMs minus child time counted once: what commandMs counts twice. */
@@ -68,6 +70,7 @@ export function getBenchSummary(samples: RunSample[], coldStart: ColdStartResult
     wallMs,
     overheadMs,
     firstOverheadMs,
+    cpuMs: getSummary(details.map((s) => s.ctrvol?.cpuMs ?? Number.NaN)),
     overheadUnionMs: getSummary(details.map((s) => s.wallMs - (s.ctrvol?.childUnionMs ?? 0))),
     overlapMs: getSummary(
       details.map((s) => (s.ctrvol?.commandMs ?? 0) - (s.ctrvol?.childUnionMs ?? 0)),
@@ -173,6 +176,7 @@ export function formatReport(input: ReportInput): string {
     row(`${next(0)}  ctrvol overhead: wall − commandMs`, summary.overheadMs),
     row('   cross-check: wall − child time counted once', summary.overheadUnionMs),
     row('   of which spawn → first log line', summary.startupMs),
+    row("   ctrvol's own CPU time (user + sys, start-up included)", summary.cpuMs),
     row('   first run on the machine: wall − commandMs', summary.firstOverheadMs),
     row(`${next(1)}  cold start: node dist/ctrvol.cjs --version`, coldStart.ctrvol),
     row('   cold start: node -e 0', coldStart.node),

@@ -34,6 +34,10 @@ export const quiesceStep: Step = {
     }
 
     await checkNothingRuns(context);
+    if (context.stoppedUnits.length > 0) {
+      // containerd writes as it stops; the store is measured again as it is now.
+      context.source = undefined;
+    }
 
     return context.stoppedUnits.length === 0
       ? alreadyDone('nothing uses the mount point')

@@ -4,7 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
-import { describeContent, isBlankContent, sampleContent } from '../../host/content.js';
+import {
+  type ContentSample,
+  describeContent,
+  isBlankContent,
+  sampleContent,
+} from '../../host/content.js';
 import { getHostDevPath } from '../../host/host.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
 import { getDiskKind, readInventory, type Inventory } from '../../disks/inventory.js';
@@ -30,7 +35,7 @@ import { readJson } from '../../state/files.js';
 import { bindDir, volumeMetaDir } from '../../state/paths.js';
 import { readState } from '../../state/state.js';
 import { ensureArray } from '../array.js';
-import type { SetupContext, Volume } from '../context.js';
+import { measureSourceEarly, type SetupContext, type Volume } from '../context.js';
 import { checked, type Step } from '../step.js';
 import { getDeviceIdentity, type FormatIntent } from './format.js';
 
@@ -39,6 +44,7 @@ export const resolveStep: Step = {
   async run(context, logger) {
     // Read only now, under the lock: a run that waited for another must see what that one did.
     context.previous = await readState(context.paths.stateFile);
+    measureSourceEarly(context);
     await refuseSecondOwner(context);
     const found = await findDevice(context, logger);
     const volume =
@@ -337,8 +343,12 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     );
   }
 
+  // On a first run the device is most likely blank, and then its content is read too: beside the
+  // signature probes rather than after them. All of it only reads.
+  const sampling = context.previous === undefined ? readContent(context, device) : undefined;
+  sampling?.catch(() => undefined);
   const signatures = await probeSignatures(context.run, device.path);
-  const formatReason = await getFormatReason(context, device, signatures);
+  const formatReason = await getFormatReason(context, device, signatures, sampling);
   const ours = signatures.label === label && isSupported(signatures.fsType);
   const foundByUuid =
     context.previous?.uuid !== undefined && signatures.uuid === context.previous.uuid;
@@ -367,10 +377,15 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
   return { device, signatures, formatReason, mounts };
 }
 
+function readContent(context: SetupContext, device: BlockDevice): Promise<ContentSample> {
+  return sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
+}
+
 async function getFormatReason(
   context: SetupContext,
   device: BlockDevice,
   signatures: Signatures,
+  sampling: Promise<ContentSample> | undefined,
 ): Promise<Volume['formatReason']> {
   // A mkfs cut off by a crash or kill -9 leaves a partial signature, or none and some of its
   // metadata. The intent record written just before it says that this exact device (serial and
@@ -384,7 +399,7 @@ async function getFormatReason(
     return (await isInterrupted()) ? 'interrupted format' : undefined;
   }
 
-  const content = await sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
+  const content = await (sampling ?? readContent(context, device));
   const instanceStore =
     context.config.volume.instanceStore !== undefined ||
     getDiskKind(device.model) === 'instance-store';
