@@ -6,27 +6,30 @@ import path from 'node:path';
  * renamed into place, and the directory synced, so that after a power loss either the old or the
  * new record is there and never half of one.
  *
- * `syncDirectory: false` leaves the rename to be written out by whatever comes next (an
- * unmount): for a record whose loss in a crash only means that work is done again, where a sync
- * of a directory on a filesystem that was just flushed costs a journal commit.
+ * `sync: false` leaves all of that to whatever comes next (an unmount), for a record whose caller
+ * copes with finding it missing or torn after a crash: each sync on a filesystem that was just
+ * flushed costs a journal commit.
  */
 export async function writeJsonDurably(
   file: string,
   value: unknown,
-  options: { syncDirectory?: boolean } = {},
+  options: { sync?: boolean } = {},
 ): Promise<void> {
+  const sync = options.sync !== false;
   await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}.tmp`;
   const handle = await open(temporary, 'w', 0o644);
   try {
     await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-    await handle.sync();
+    if (sync) {
+      await handle.sync();
+    }
   } finally {
     await handle.close();
   }
 
   await rename(temporary, file);
-  if (options.syncDirectory !== false) {
+  if (sync) {
     await syncDir(path.dirname(file));
   }
 }

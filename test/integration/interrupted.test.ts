@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
@@ -106,5 +106,37 @@ describe('ctrvol setup after a kill -9', () => {
     );
     assert.equal((await execa('umount', [rig.mountPoint])).exitCode, 0);
     assert.deepEqual(diffManifests(before, await treeManifest(rig.mountPoint)), [], 'source kept');
+  });
+
+  test('copies again when a crash tore the completion marker before the unmount wrote it', async (t) => {
+    const rig = await makeRig(t);
+    await seedStandInStore(rig.mountPoint, { bytes: 4 << 20, fileCount: 200 });
+    const before = await treeManifest(rig.mountPoint);
+    // The marker is synced only by the staging unmount; a power cut before that can leave it
+    // empty. The stand-in umount leaves it so, and the kill is the power cut.
+    const env = await installStandIn(
+      rig,
+      'umount',
+      ['for target; do :; done', ': > "$target/.ctrvol/preserved.json"'].join('\n'),
+    );
+
+    await killDuring(rig, env);
+    const staging = path.join(rig.root, 'run/ctrvol/staging');
+    const meta = path.join(staging, '.ctrvol');
+    assert.equal(await readFile(path.join(meta, 'preserved.json'), 'utf8'), '');
+    assert.ok(existsSync(path.join(meta, 'copy-started.json')), 'the copy-started record stays');
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stderr, /removing a copy that an earlier run did not finish/);
+    assert.equal(await mountedAt(rig.mountPoint), rig.device.path);
+    const volumeMeta = path.join(rig.mountPoint, '.ctrvol');
+    const marker = JSON.parse(await readFile(path.join(volumeMeta, 'preserved.json'), 'utf8'));
+    assert.equal((marker as { verified: string }).verified, 'metadata');
+    assert.equal(existsSync(path.join(volumeMeta, 'copy-started.json')), false);
+    assert.deepEqual(
+      diffManifests(before, await treeManifest(rig.mountPoint, { exclude: ['.ctrvol'] })),
+      [],
+    );
   });
 });

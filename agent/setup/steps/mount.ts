@@ -1,7 +1,7 @@
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readJson, writeJsonDurably } from '../../state/files.js';
-import { inServiceMarker } from '../../state/paths.js';
+import { copyStartedMarker, inServiceMarker } from '../../state/paths.js';
 import { act, getVolume } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { isMountedAtMountPoint } from './quiesce.js';
@@ -33,9 +33,11 @@ export const mountStep: Step = {
       }
 
       // From now on the volume is the store: containerd writes to it, and the copy step will
-      // never again compare it with what lies hidden on the root disk.
+      // never again compare it with what lies hidden on the root disk. The record of a copy
+      // under way, left until now (see markPreserved), goes with the same directory sync.
       const inService = path.join(mountPoint, inServiceMarker);
       if ((await readJson(inService)) === undefined) {
+        await rm(path.join(mountPoint, copyStartedMarker), { force: true });
         await writeJsonDurably(inService, { at: new Date().toISOString() });
       }
     });

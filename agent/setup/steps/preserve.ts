@@ -41,7 +41,7 @@ export const preserveStep: Step = {
   async run(context, logger) {
     const { mountPoint } = context.config.volume;
     if (isMountedAtMountPoint(context)) {
-      const record = await readJson<PreservedRecord>(path.join(mountPoint, preservedMarker));
+      const record = await readPreserved(mountPoint);
       context.hiddenBytes = getHiddenBytes(record) ?? context.previous?.hiddenBytes;
       return alreadyDone(`the volume is already mounted at ${mountPoint}`);
     }
@@ -58,7 +58,7 @@ export const preserveStep: Step = {
 
     await mountStaging(context, logger);
     try {
-      const record = await readJson<PreservedRecord>(path.join(staging, preservedMarker));
+      const record = await readPreserved(staging);
       if (record !== undefined && (await isCopyStillGood(context, record, logger))) {
         context.hiddenBytes = getHiddenBytes(record);
         return alreadyDone(`the volume received ${mountPoint} on ${record.at}`);
@@ -111,6 +111,22 @@ async function isCopyStillGood(
   await writeJsonDurably(path.join(staging, copyStartedMarker), { at: record.at });
   await removeDurably(path.join(staging, preservedMarker));
   return false;
+}
+
+/**
+ * The preserved marker on a mounted volume. One that does not parse was cut off by a crash
+ * before the unmount wrote it out (markPreserved syncs it only then): it counts as no marker.
+ */
+async function readPreserved(volumeTop: string): Promise<PreservedRecord | undefined> {
+  return readJson<PreservedRecord>(path.join(volumeTop, preservedMarker)).catch(
+    (error: unknown) => {
+      if (error instanceof SyntaxError) {
+        return undefined;
+      }
+
+      throw error;
+    },
+  );
 }
 
 function getHiddenBytes(record: PreservedRecord | undefined): number | undefined {
@@ -182,7 +198,8 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   );
 
   if (reclaimRootCopy && (await reclaimSource(context, logger))) {
-    return markPreserved(context, { ...record, reclaimed: true });
+    // Durable too: a torn marker now would find no copy-started record beside it.
+    return markPreserved(context, { ...record, reclaimed: true }, { durable: true });
   }
 
   return record;
@@ -204,10 +221,12 @@ async function clearInterruptedCopy(context: SetupContext, logger: Logger): Prom
 }
 
 /**
- * The marker's own bytes are always synced, so it is never found empty or torn. Unless `durable`
- * is set, its name and the removal of the copy-started record reach the disk with the unmount that
- * follows: a crash before that finds no marker and copies again from the untouched original, and
- * a marker beside a copy-started record still counts (that record matters only without one).
+ * Records that the volume holds the old store. When the original is about to be deleted
+ * (`durable`), the marker is on the disk before this returns. Otherwise nothing is synced here:
+ * the staging unmount that follows writes the marker out, and until then the copy-started record
+ * stays beside it, so a crash in between finds no marker, or a torn one (see readPreserved), next
+ * to that record and copies again from the untouched original. The mount step removes the
+ * copy-started record once the volume is in service.
  */
 async function markPreserved(
   context: SetupContext,
@@ -216,13 +235,9 @@ async function markPreserved(
 ): Promise<PreservedRecord> {
   const staging = context.paths.stagingDir;
   const written = { ...record, at: new Date().toISOString() };
-  await writeJsonDurably(path.join(staging, preservedMarker), written, {
-    syncDirectory: options.durable,
-  });
+  await writeJsonDurably(path.join(staging, preservedMarker), written, { sync: options.durable });
   if (options.durable) {
     await removeDurably(path.join(staging, copyStartedMarker));
-  } else {
-    await rm(path.join(staging, copyStartedMarker), { force: true });
   }
 
   return written;
