@@ -33,7 +33,7 @@ const refusals = [
   {
     device: '/dev/nvme9n1',
     message:
-      /^\/dev\/nvme9n1: no such device; seen: nvme0n1 \(1\.0 GiB, .*root\); nvme1n1 .* \(after waiting 0 s\)$/,
+      /^\/dev\/nvme9n1: no such device; seen: nvme0n1 \(1\.0 GiB, .*root\); nvme1n1 .*mapping name\)$/,
   },
 ];
 

@@ -207,7 +207,8 @@ async function waitForPool(context: SetupContext, logger: Logger): Promise<Pool>
       }
 
       if (Date.now() >= deadline) {
-        throw new EnvironmentError(`${getErrorLine(error)} (after waiting ${waitSeconds} s)`, {
+        const waited = waitSeconds > 0 ? ` (after waiting ${waitSeconds} s)` : '';
+        throw new EnvironmentError(`${getErrorLine(error)}${waited}`, {
           cause: error,
           hint: 'check that the volume is attached, or raise volume.waitSeconds',
         });
