@@ -4,7 +4,7 @@ import type { Runner } from '../exec.js';
 import type { Logger } from '../log/logger.js';
 import { readJson } from '../state/files.js';
 import { formatBytes } from '../text.js';
-import { buildManifest, compareManifests, type Manifest } from './manifest.js';
+import { buildManifest, compareManifests, getManifestDigest, type Manifest } from './manifest.js';
 import { getFreeSpace, getNeededSpace, type TreeSize } from './space.js';
 
 export const tooSmallHint =
@@ -29,17 +29,24 @@ export interface CopyOptions {
   exclude?: ReadonlySet<string>;
 }
 
+/** What a verified copy leaves to record: the source's manifest and its digest. */
+export interface VerifiedCopy {
+  manifest: Manifest;
+  /** Tells a later run whether the source moved on since it was copied. */
+  digest: string;
+}
+
 /**
  * Copies what is in `source` into `destination` and proves the copy complete, or throws. Both
  * the old store and every bound directory go through here, so there is one definition of a
- * good copy. Returns the source's manifest, whose digest tells later whether the source moved on.
+ * good copy.
  */
 export async function copyAndVerify(
   run: Runner,
   source: string,
   destination: string,
   options: CopyOptions,
-): Promise<Manifest> {
+): Promise<VerifiedCopy> {
   const { content, exclude } = options;
   // cp as root keeps owners, modes, timestamps, hard links, holes, device nodes (overlay
   // whiteouts) and, with xattr named explicitly, fails rather than silently dropping any xattr:
@@ -53,7 +60,12 @@ export async function copyAndVerify(
     `${source}/.`,
     destination,
   ]);
-  const [original] = await Promise.all([buildManifest(run, source, { content }), copying]);
+  // Its digest (a hash over every entry) is taken meanwhile too, rather than after the sync.
+  const reading = buildManifest(run, source, { content }).then((manifest) => ({
+    manifest,
+    digest: getManifestDigest(manifest),
+  }));
+  const [original] = await Promise.all([reading, copying]);
 
   // cp does not sync, and a marker must never reach the disk before the data it vouches for. The
   // copy's manifest is read while sync writes the data out: neither needs the other, the
@@ -62,7 +74,7 @@ export async function copyAndVerify(
     buildManifest(run, destination, {
       content,
       ...(exclude === undefined ? {} : { exclude }),
-    }).then((copy) => compareManifests(original, copy)),
+    }).then((copy) => compareManifests(original.manifest, copy)),
     run.run('sync', ['--file-system', destination]),
   ]);
   if (differences.length > 0) {

@@ -11,7 +11,7 @@ export interface BenchOptions {
 
 export const usage = `usage: npm run bench -- [options]
 
-  --rounds N      timed rounds of A B C, at least 3 (default 5)
+  --rounds N      timed rounds of every variant, at least 3 (default 5)
   --warmup N      untimed rounds first, to warm binaries and caches (default 1)
   --cold-runs N   alternating runs of each cold-start command (default 40)
   --store-mb N    extra image data in the seeded store, in MB (default 300)

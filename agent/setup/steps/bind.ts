@@ -10,7 +10,6 @@ import {
 } from '../../host/mountinfo.js';
 import type { Logger } from '../../log/logger.js';
 import { checkRoom, clearUnfinishedCopy, copyAndVerify } from '../../preserve/copy.js';
-import { getManifestDigest } from '../../preserve/manifest.js';
 import { measureTree, type TreeSize } from '../../preserve/space.js';
 import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
 import { bindMarkerDir, getBindFolder, getBindMarkers } from '../../state/paths.js';
@@ -216,11 +215,11 @@ async function copyOnce(
   const { copyStarted } = getBindMarkers(directory);
   await writeJsonDurably(path.join(mountPoint, copyStarted), { at: base.at });
   // Even an empty directory is copied: its owner, mode, xattrs and SELinux label come along.
-  const original = await copyAndVerify(context.run, directory, destination, {
+  const copied = await copyAndVerify(context.run, directory, destination, {
     content: context.verify === 'content',
   });
   logger.info(
-    { entries: original.size, verify: context.verify },
+    { entries: copied.manifest.size, verify: context.verify },
     `the copy of ${directory} matches its source`,
   );
 
@@ -229,7 +228,7 @@ async function copyOnce(
     bytes: source?.bytes ?? 0,
     inodes: source?.inodes ?? 0,
     verified: context.verify,
-    sourceDigest: getManifestDigest(original),
+    sourceDigest: copied.digest,
   };
 }
 

@@ -179,19 +179,22 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
   const sourceHasLostFound = existsSync(path.join(mountPoint, 'lost+found'));
   const ownNames = [volumeMetaDir, bindDir];
   const exclude = new Set(sourceHasLostFound ? ownNames : [...ownNames, 'lost+found']);
-  const original = await copyAndVerify(context.run, mountPoint, staging, {
+  const copied = await copyAndVerify(context.run, mountPoint, staging, {
     content: context.verify === 'content',
     exclude,
   });
 
-  logger.info({ entries: original.size, verify: context.verify }, 'the copy matches its source');
+  logger.info(
+    { entries: copied.manifest.size, verify: context.verify },
+    'the copy matches its source',
+  );
   const record = await markPreserved(
     context,
     {
       ...base,
       verified: context.verify,
       reclaimed: false,
-      sourceDigest: getManifestDigest(original),
+      sourceDigest: copied.digest,
     },
     // The original may go only once the marker saying the copy is whole is surely on disk.
     { durable: reclaimRootCopy },
