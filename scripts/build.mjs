@@ -12,6 +12,7 @@
 import { build } from 'esbuild';
 import { appendFile, chmod } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
+import { cronLocalTime } from './build-plugins.mjs';
 
 const outfile = 'dist/ctrvol.cjs';
 
@@ -29,11 +30,17 @@ const common = {
   // give them the bundle's own file URL instead.
   define: { 'import.meta.url': '__ctrvolFileUrl' },
   banner: { js: "var __ctrvolFileUrl = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [cronLocalTime],
 };
 
 /** Builds an entry in memory and returns its code, gzipped and base64-encoded. */
 async function buildEmbedded(entryPoint, plugins = []) {
-  const result = await build({ ...common, entryPoints: [entryPoint], write: false, plugins });
+  const result = await build({
+    ...common,
+    entryPoints: [entryPoint],
+    write: false,
+    plugins: [...common.plugins, ...plugins],
+  });
   return gzipSync(result.outputFiles[0].contents, { level: 9 }).toString('base64');
 }
 
@@ -88,7 +95,7 @@ await build({
   entryPoints: ['agent/main.ts'],
   outfile,
   banner: { js: `#!/usr/bin/env node\n${common.banner.js}` },
-  plugins: [embed('commands')],
+  plugins: [...common.plugins, embed('commands')],
 });
 await appendFile(outfile, payloadLine('commands', commands) + payloadLine('cri', cri));
 await chmod(outfile, 0o755);
