@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { cronLocalTime } from './build-plugins.mjs';
 
 const outfile = 'dist/ctrvol.cjs';
 
@@ -31,6 +32,7 @@ const common = {
   // give them the bundle's own file URL instead.
   define: { 'import.meta.url': '__ctrvolFileUrl' },
   banner: { js: "var __ctrvolFileUrl = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [cronLocalTime],
 };
 
 /**
@@ -38,11 +40,17 @@ const common = {
  * its name, a hash of its code (the code cache's key), and the code gzipped and base64-encoded.
  */
 async function buildEmbedded(name, entryPoint, plugins = []) {
-  const result = await build({ ...common, entryPoints: [entryPoint], write: false, plugins });
+  const result = await build({
+    ...common,
+    entryPoints: [entryPoint],
+    write: false,
+    plugins: [...common.plugins, ...plugins],
+  });
   const code = result.outputFiles[0].contents;
   const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
   const text = gzipSync(code, { level: 9 }).toString('base64');
-  return `//ctrvol-embedded ${name} ${hash} ${text}\n`;
+  return `//ctrvol-embedded ${name} ${hash} ${text}
+`;
 }
 
 /**
@@ -84,7 +92,7 @@ await build({
   entryPoints: ['agent/main.ts'],
   outfile,
   banner: { js: `#!/usr/bin/env node\n${common.banner.js}` },
-  plugins: [embed('commands')],
+  plugins: [...common.plugins, embed('commands')],
 });
 await appendFile(outfile, commands + cri);
 await chmod(outfile, 0o755);

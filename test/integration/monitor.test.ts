@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, stat, statfs } from 'node:fs/promises';
+import { mkdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -146,6 +146,47 @@ describe('ctrvol monitor', () => {
     const ticks = jsonLines(result.stderr).filter((line) => line.msg === 'tick done');
     assert.ok(ticks.length >= 2, `${ticks.length} ticks in 3.5 s`);
     assert.ok(jsonLines(result.stderr).some((line) => line.msg === 'monitor stopped'));
+  });
+  test('plans its schedule without Intl.DateTimeFormat, whose ICU data would stay resident', async (t) => {
+    // The build gives node-cron local time from Date (agent/monitor/cron-intl.ts); a build
+    // without that plugin would make node-cron call Intl.DateTimeFormat at start and each tick.
+    const node = await makeNode(t);
+    await setSections(node, 'monitor:\n  schedule: "* * * * * *"\n');
+    const spy = path.join(node.rig.dir, 'intl-spy.cjs');
+    await writeFile(
+      spy,
+      [
+        'const real = Intl.DateTimeFormat;',
+        'Intl.DateTimeFormat = function DateTimeFormat(...args) {',
+        "  process.stderr.write('Intl.DateTimeFormat ' + JSON.stringify(args) + '\\n');",
+        '  return new real(...args);',
+        '};',
+      ].join('\n'),
+    );
+    const daemon = execa(
+      'node',
+      [
+        '--require',
+        spy,
+        ctrvolBinary,
+        'monitor',
+        '--root',
+        node.rig.root,
+        '--log-format',
+        'json',
+        '-v',
+      ],
+      { reject: false },
+    );
+    node.rig.defer(async () => daemon.kill('SIGKILL'));
+    await sleep(2500);
+    daemon.kill('SIGTERM');
+    const result = await daemon;
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    const ticks = jsonLines(result.stderr).filter((line) => line.msg === 'tick done');
+    assert.ok(ticks.length >= 2, `${ticks.length} ticks in 2.5 s`);
+    assert.doesNotMatch(result.stderr, /Intl\.DateTimeFormat/);
   });
 });
 
