@@ -302,6 +302,30 @@ describe('ctrvol setup carrying the old store onto the volume', () => {
     await execa('umount', [rig.mountPoint]);
     assert.deepEqual(await execa('ls', ['-A', rig.mountPoint]).then((r) => r.stdout), '');
   });
+
+  test('keeps the copy when a reclaim began but the volume never went into service', async (t) => {
+    const rig = await makeRig(t, { volumeYaml: '  reclaimRootCopy: true' });
+    await fillAwkwardTree(rig.mountPoint);
+    // One file the reclaim cannot delete, and a mount that fails: the root disk is left with a
+    // fraction of the store, the volume with all of it, and the volume was never mounted.
+    const stuck = path.join(rig.mountPoint, 'stuck');
+    await writeFile(stuck, 'immutable');
+    await execa('chattr', ['+i', stuck]);
+    t.after(() => execa('chattr', ['-i', stuck], { reject: false }));
+    const before = await describeTree(rig.mountPoint);
+    const config = await readFile(rig.configFile, 'utf8');
+    await rig.writeConfig(`${config.replace('volume:', 'volume:\n  mountOptions: [nosuchopt]')}`);
+    assert.equal((await rig.setup()).exitCode, 1);
+    assert.deepEqual(await execa('ls', ['-A', rig.mountPoint]).then((r) => r.stdout), 'stuck');
+    await execa('chattr', ['-i', stuck]);
+
+    await rig.writeConfig(config);
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /copying again/);
+    assert.deepEqual(diffManifests(before, await describeTree(rig.mountPoint, ours)), []);
+  });
 });
 
 describe('ctrvol setup finding the device', () => {

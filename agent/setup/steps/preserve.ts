@@ -27,6 +27,11 @@ export interface PreservedRecord {
   inodes: number;
   verified: 'metadata' | 'content' | 'nothing to copy' | 'preserve: false';
   reclaimed: boolean;
+  /**
+   * Set before reclaimRootCopy deletes anything: from then on the original on the root disk may
+   * be partly or wholly gone, and this copy is the store whatever the root disk holds.
+   */
+  reclaimStarted?: boolean;
   /** A digest of the source's manifest, to tell whether it changed before the first mount. */
   sourceDigest?: string;
 }
@@ -93,6 +98,12 @@ async function isCopyStillGood(
   const staging = context.paths.stagingDir;
   const inService = await readJson<InServiceRecord>(path.join(staging, inServiceMarker));
   if (inService !== undefined || record.verified === 'preserve: false') {
+    return true;
+  }
+
+  // A reclaim that began (and maybe failed on one immutable file, or was killed) left the root
+  // disk with only part of the store: comparing with it would throw away the one whole copy.
+  if (record.reclaimStarted === true || record.reclaimed) {
     return true;
   }
 
@@ -194,9 +205,11 @@ async function copyOnce(context: SetupContext, logger: Logger): Promise<Preserve
       ...base,
       verified: context.verify,
       reclaimed: false,
+      ...(reclaimRootCopy ? { reclaimStarted: true } : {}),
       sourceDigest: copied.digest,
     },
-    // The original may go only once the marker saying the copy is whole is surely on disk.
+    // The original may go only once the marker saying the copy is whole, and is the store from
+    // now on, is surely on disk.
     { durable: reclaimRootCopy },
   );
 
