@@ -1,4 +1,17 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import Module from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
@@ -12,10 +25,12 @@ import { getCodeCacheDir } from './code-cache.js';
  *
  * Compiling the commands bundle and the functions a setup run calls costs about as much as
  * Node's own start-up. V8 can save that work as a code cache and take it back on the next run,
- * so a one-shot command that was given a cache folder (code-cache.ts) (`ctrvol setup` at boot, `ctrvol status`)
- * reads it there and, when there was none or V8 refused it, writes one as it exits. V8 refuses a
- * cache made by another V8 version or other flags; the file name also carries the bundle's hash,
- * because V8 itself checks only the source's length.
+ * so a one-shot command that was given a cache folder (code-cache.ts) reads it there and, when
+ * there was none or it could not be used, writes one as it exits. V8 refuses a cache made by
+ * another V8 version or other flags; the file name also carries the bundle's hash, because V8
+ * itself checks only the source's length. V8's release builds do not check the data itself, and
+ * a damaged cache crashes the process (a boot that never starts containerd), so each file ends
+ * with a SHA-256 of its data, checked before V8 sees any of it.
  */
 
 export function loadEmbedded(name: string, file: string, parent: NodeModule): unknown {
@@ -51,32 +66,65 @@ export function loadEmbedded(name: string, file: string, parent: NodeModule): un
   return embedded.exports;
 }
 
+/** The cache folder is ctrvol's, but whatever sits there is read with care: never a FIFO. */
+const maxCacheBytes = 64 * 1024 * 1024;
+const digestBytes = 32;
+
 function readIfThere(file: string): Buffer | undefined {
+  let fd: number;
   try {
-    return readFileSync(file);
+    // Non-blocking, so that opening a FIFO put in the cache's place returns at once.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
   }
+
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile() || info.size <= digestBytes || info.size > maxCacheBytes) {
+      return undefined;
+    }
+
+    const content = readFileSync(fd);
+    const data = content.subarray(0, content.length - digestBytes);
+    const digest = content.subarray(content.length - digestBytes);
+    return createHash('sha256').update(data).digest().equals(digest) ? data : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
-/** Writes the cache and removes those of other builds or Node versions, which nothing reads. */
+/**
+ * Writes the cache (synced, then renamed into place, so that a crash leaves the old file or the
+ * new one) and removes those of other builds or Node versions, which nothing reads.
+ */
 function writeQuietly(file: string, name: string, script: vm.Script): void {
+  const temporary = `${file}.${process.pid}.tmp`;
   try {
     const dir = path.dirname(file);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    const temporary = `${file}.${process.pid}.tmp`;
-    writeFileSync(temporary, script.createCachedData(), { mode: 0o644 });
+    const data = script.createCachedData();
+    const fd = openSync(temporary, 'w', 0o644);
+    try {
+      writeSync(fd, data);
+      writeSync(fd, createHash('sha256').update(data).digest());
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+
     renameSync(temporary, file);
     for (const entry of readdirSync(dir)) {
-      if (
-        entry.startsWith(`${name}-`) &&
-        entry.endsWith('.v8cache') &&
-        entry !== path.basename(file)
-      ) {
+      const stale = entry.startsWith(`${name}-`) && entry !== path.basename(file);
+      if (stale && /\.v8cache(\.\d+\.tmp)?$/.test(entry)) {
         rmSync(path.join(dir, entry), { force: true });
       }
     }
   } catch {
-    // Read-only /var (the hardened monitor), a full disk: the next run compiles as this one did.
+    // Read-only /var, a full disk, a directory in the file's place: the next run compiles as
+    // this one did. Nothing half-written is left behind.
+    rmSync(temporary, { force: true, recursive: false });
   }
 }
