@@ -8,12 +8,14 @@ import { makeContext } from './fixtures/context.js';
 const disks: FixtureDevice[] = [
   { name: 'nvme0n1', majorMinor: '259:0' },
   { name: 'nvme0n1p1', majorMinor: '259:1', parent: 'nvme0n1' },
+  { name: 'nvme0n1p2', majorMinor: '259:8', parent: 'nvme0n1' },
   { name: 'nvme1n1', majorMinor: '259:2' },
   { name: 'nvme2n1', majorMinor: '259:3', holders: ['md127'] },
   { name: 'nvme3n1', majorMinor: '259:4' },
   { name: 'nvme4n1', majorMinor: '259:5' },
   { name: 'nvme5n1', majorMinor: '259:6' },
   { name: 'nvme5n1p1', majorMinor: '259:7', parent: 'nvme5n1' },
+  { name: 'nvme6n1', majorMinor: '259:9' },
 ];
 
 const mountinfo =
@@ -26,6 +28,9 @@ const mountinfo =
 const refusals = [
   { device: '/dev/nvme0n1', message: /holds the root filesystem/ },
   { device: '/dev/nvme0n1p1', message: /holds the root filesystem/ },
+  // Blank, and not the root partition, but on the root disk.
+  { device: '/dev/nvme0n1p2', message: /is a partition of nvme0n1, the root disk/ },
+  { device: '/dev/nvme5n1p1', message: /is a partition of nvme5n1; ctrvol uses whole, blank/ },
   { device: '/dev/nvme2n1', message: /is in use by md127/ },
   { device: '/dev/nvme3n1', message: /is mounted at \/mnt\/data/ },
   { device: '/dev/nvme4n1', message: /is in use as swap/ },
@@ -66,9 +71,9 @@ describe('the resolve step refuses devices ctrvol must not touch', () => {
     const { context } = makeContext({
       host: fixture.host,
       root: fixture.dir,
-      configYaml: 'volume: {device: /dev/nvme5n1p1, waitSeconds: 0}',
+      configYaml: 'volume: {device: /dev/nvme6n1, waitSeconds: 0}',
     });
-    // nvme5n1p1 is a partition with no children of its own, so only the occupant check trips.
+    // nvme6n1 is a blank whole disk, so only the occupant check trips.
 
     await assert.rejects(
       resolveStep.run(context, createLogger({ format: 'text', level: 'silent' })),

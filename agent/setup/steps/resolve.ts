@@ -308,6 +308,16 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
     throw refuse('holds the root filesystem; ctrvol never touches the root disk');
   }
 
+  // A partition's disk counts too: a blank partition beside the root partition is still on the
+  // root disk. And ctrvol takes whole disks only, so no other partition will do either.
+  if (device.parent !== undefined) {
+    throw refuse(
+      rootNames.has(device.parent)
+        ? `is a partition of ${device.parent}, the root disk; ctrvol never touches the root disk`
+        : `is a partition of ${device.parent}; ctrvol uses whole, blank disks`,
+    );
+  }
+
   if (device.partitions.length > 0) {
     throw refuse(
       `has partitions (${device.partitions.join(', ')}); ctrvol uses whole, blank disks`,
