@@ -143,11 +143,27 @@ function getAllowed(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** JSON for most values, but numbers JSON cannot show (.inf, .nan in YAML) as themselves. */
+// Enough of a value to recognise it; a 100,000-character path would drown the message.
+const maxShownCharacters = 120;
+
+/**
+ * JSON for most values, but numbers JSON cannot show (.inf, .nan in YAML) as themselves. The
+ * message must stay one line: JSON escapes C0 controls, and DEL, the C1 controls and the Unicode
+ * line and paragraph separators are escaped here too. A long string is cut, with its length said.
+ */
 function showValue(value: unknown): string {
-  return typeof value === 'number' && !Number.isFinite(value)
-    ? String(value)
-    : JSON.stringify(value);
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return String(value);
+  }
+
+  const long = typeof value === 'string' && value.length > maxShownCharacters;
+  const shown = (
+    JSON.stringify(long ? value.slice(0, maxShownCharacters) : value) ?? 'nothing'
+  ).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return long ? `${shown}… (${value.length} characters)` : shown;
 }
 
 function getAt(value: unknown, keys: readonly PropertyKey[]): unknown {

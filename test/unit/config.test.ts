@@ -239,8 +239,68 @@ describe('the config', () => {
     ],
   ];
 
+  // A path that holds a control character or is longer than the kernel takes is refused here,
+  // not after mkfs when the drop-ins are written or the mount point is made.
+  const controls = 'allowed: a path without control characters (\\x00-\\x1f, \\x7f)';
+  const tooLong = 'allowed: a path of at most 4095 bytes, with no name in it over 255';
+  const longName = 'a'.repeat(256);
+  rejections.push(
+    [
+      'volume: {device: xvdb}\nmonitor: {metrics: {textfile: "/tmp/x/a\\tb/x.prom"}}',
+      `config: monitor.metrics.textfile: got "/tmp/x/a\\tb/x.prom"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\nmonitor: {metrics: {emfFile: "/var/log/ctrvol/emf\\x7f.log"}}',
+      `config: monitor.metrics.emfFile: got "/var/log/ctrvol/emf\\u007f.log"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb, mountPoint: "/tmp/x/m\\nx"}',
+      `config: volume.mountPoint: got "/tmp/x/m\\nx"; ${controls}`,
+    ],
+    ['volume: {device: "/dev/xvdb\\n"}', `config: volume.device: got "/dev/xvdb\\n"; ${controls}`],
+    ['volume: {device: "/dev/x\\0y"}', `config: volume.device: got "/dev/x\\u0000y"; ${controls}`],
+    [
+      'volume: {devices: [xvdb, "/dev/disk/by-id/x\\ry"], raid: raid0}',
+      `config: volume.devices.1: got "/dev/disk/by-id/x\\ry"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: ["/var/lib/kubelet\\e[31m"]}',
+      `config: volume.bindMounts.0: got "/var/lib/kubelet\\u001b[31m"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {socket: "/run/containerd/\\x1f.sock"}',
+      `config: containerd.socket: got "/run/containerd/\\u001f.sock"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {config: "/etc/containerd/\\tconfig.toml"}',
+      `config: containerd.config: got "/etc/containerd/\\tconfig.toml"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {sandboxImageArchive: "/etc/eks/\\npause.tar"}',
+      `config: containerd.sandboxImageArchive: got "/etc/eks/\\npause.tar"; ${controls}`,
+    ],
+    [
+      `volume: {device: "/dev/${'x'.repeat(100_000)}"}`,
+      `config: volume.device: got "/dev/${'x'.repeat(115)}"… (100005 characters); ${tooLong}`,
+    ],
+    [
+      `volume: {device: xvdb, mountPoint: "/srv/${longName}"}`,
+      `config: volume.mountPoint: got "/srv/${'a'.repeat(115)}"… (261 characters); ${tooLong}`,
+    ],
+    [
+      `volume: {device: xvdb}\ncontainerd: {socket: "/run/${'s'.repeat(98)}.sock"}`,
+      `config: containerd.socket: got "/run/${'s'.repeat(98)}.sock"; allowed: a socket path of ` +
+        'at most 107 bytes',
+    ],
+    // The value shown stays on one line even where JSON would leave a line separator as it is.
+    [
+      'volume: {device: xvdb, label: "a\\Lb"}',
+      'config: volume.label: got "a\\u2028b"; allowed: letters, digits, "_", "." and "-"',
+    ],
+  );
+
   for (const [yaml, message] of rejections) {
-    test(`rejects ${yaml.replace(/\n/g, ' ')} with exit code 2`, () => {
+    test(`rejects ${yaml.replace(/\n/g, ' ').slice(0, 200)} with exit code 2`, () => {
       assert.throws(() => parseConfig(yaml), { message, exitCode: 2 });
     });
   }
