@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { symlink, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, test } from 'node:test';
-import { loadConfig, parseConfig } from '../../agent/config/load.js';
+import { loadConfig, maxConfigBytes, parseConfig } from '../../agent/config/load.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 describe('the config', () => {
   for (const device of ['xvdb', '/dev/sdf', 'vol-0123456789abcdef0', 'auto', '/dev/disk/by-id/x']) {
@@ -322,6 +326,74 @@ describe('the config', () => {
     await assert.rejects(loadConfig(import.meta.dirname), {
       exitCode: 2,
       message: `config ${import.meta.dirname}: a directory; pass --config FILE`,
+    });
+  });
+
+  describe('the config file', () => {
+    const withTemp = async (use: (dir: string) => Promise<void>) => {
+      const temp = await makeTempDir('ctrvol-config');
+      try {
+        await use(temp.path);
+      } finally {
+        await temp.cleanup();
+      }
+    };
+
+    test('loads a regular file', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await writeFile(file, 'volume: {device: xvdb}\n');
+        assert.equal((await loadConfig(file)).volume.device, 'xvdb');
+      });
+    });
+
+    // Opened without O_NONBLOCK, a FIFO with no writer holds the open for ever.
+    test(
+      'rejects a FIFO with exit code 2 instead of waiting for a writer',
+      { timeout: 10_000 },
+      async () => {
+        await withTemp(async (dir) => {
+          const file = path.join(dir, 'config.yaml');
+          execFileSync('mkfifo', [file]);
+          await assert.rejects(loadConfig(file), {
+            exitCode: 2,
+            message: `config ${file}: not a regular file; pass --config FILE`,
+          });
+        });
+      },
+    );
+
+    test('rejects a symlink to /dev/zero with exit code 2 without reading it', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await symlink('/dev/zero', file);
+        await assert.rejects(loadConfig(file), {
+          exitCode: 2,
+          message: `config ${file}: not a regular file; pass --config FILE`,
+        });
+      });
+    });
+
+    test('rejects a file above the size cap with exit code 2 without reading it', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await writeFile(file, '');
+        // Sparse: its size says too large before a byte is read.
+        await truncate(file, maxConfigBytes + 1);
+        await assert.rejects(loadConfig(file), {
+          exitCode: 2,
+          message: `config ${file}: larger than ${maxConfigBytes} bytes; not a config`,
+        });
+      });
+    });
+
+    test('still loads a file of exactly the cap', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        const head = 'volume: {device: xvdb}\n';
+        await writeFile(file, head.padEnd(maxConfigBytes, '#'));
+        assert.equal((await loadConfig(file)).volume.device, 'xvdb');
+      });
     });
   });
 
