@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type * as z from 'zod/mini';
 import { ConfigError, EnvironmentError } from '../errors.js';
@@ -6,26 +7,79 @@ import { type Config, configSchema } from './schema.js';
 
 export const defaultConfigPath = '/etc/ctrvol/config.yaml';
 
+// A config is a few hundred bytes; anything near this is not one, and is not read whole.
+export const maxConfigBytes = 1024 * 1024;
+
 /** Reads and validates the config file. Any problem becomes one ConfigError line. */
 export async function loadConfig(file: string): Promise<Config> {
-  let text: string;
+  // stat before open: opening a device node can act on it (a watchdog starts counting, a tape
+  // rewinds), so one named as the config is refused without being opened.
+  checkConfigFile(file, await stat(file).catch((error: unknown) => failToRead(file, error)));
+  // O_NONBLOCK: a FIFO swapped in since the stat must not hold the open until a writer comes.
+  // O_NOCTTY: nor may a terminal become this process's controlling one.
+  const handle = await open(
+    file,
+    constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY,
+  ).catch((error: unknown) => failToRead(file, error));
+  let data: Buffer;
   try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new ConfigError(`config ${file}: no such file; pass --config FILE`, { cause: error });
-    }
-
-    if (code === 'EISDIR') {
-      throw new ConfigError(`config ${file}: a directory; pass --config FILE`, { cause: error });
-    }
-
-    // There is a config, but this process may not read it (not root, say).
-    throw new EnvironmentError(`config ${file}: ${(error as Error).message}`, { cause: error });
+    // fstat: what was opened is what counts, whatever the path names now.
+    checkConfigFile(file, await handle.stat());
+    // One byte over the cap tells a file that grew since the fstat, without reading it whole.
+    data = await readAtMost(handle, maxConfigBytes + 1).catch((error: unknown) =>
+      failToRead(file, error),
+    );
+  } finally {
+    await handle.close();
   }
 
+  if (data.length > maxConfigBytes) {
+    throw tooLarge(file);
+  }
+
+  const text = data.toString('utf8');
   return parseConfig(text, file);
+}
+
+async function readAtMost(handle: FileHandle, limit: number): Promise<Buffer> {
+  // Unzeroed: only the bytes read are ever looked at.
+  const buffer = Buffer.allocUnsafe(limit);
+  let length = 0;
+  let bytesRead: number;
+  do {
+    ({ bytesRead } = await handle.read(buffer, length, limit - length, null));
+    length += bytesRead;
+  } while (bytesRead > 0 && length < limit);
+
+  return buffer.subarray(0, length);
+}
+
+function checkConfigFile(file: string, stats: Stats): void {
+  if (stats.isDirectory()) {
+    throw new ConfigError(`config ${file}: a directory; pass --config FILE`);
+  }
+
+  if (!stats.isFile()) {
+    throw new ConfigError(`config ${file}: not a regular file; pass --config FILE`);
+  }
+
+  if (stats.size > maxConfigBytes) {
+    throw tooLarge(file);
+  }
+}
+
+function tooLarge(file: string): ConfigError {
+  return new ConfigError(`config ${file}: larger than ${maxConfigBytes} bytes; not a config`);
+}
+
+function failToRead(file: string, error: unknown): never {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') {
+    throw new ConfigError(`config ${file}: no such file; pass --config FILE`, { cause: error });
+  }
+
+  // There is a config, but this process may not read it (not root, say).
+  throw new EnvironmentError(`config ${file}: ${(error as Error).message}`, { cause: error });
 }
 
 export function parseConfig(text: string, source = 'config'): Config {
@@ -143,11 +197,27 @@ function getAllowed(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** JSON for most values, but numbers JSON cannot show (.inf, .nan in YAML) as themselves. */
+// Enough of a value to recognise it; a 100,000-character path would drown the message.
+const maxShownCharacters = 120;
+
+/**
+ * JSON for most values, but numbers JSON cannot show (.inf, .nan in YAML) as themselves. The
+ * message must stay one line: JSON escapes C0 controls, and DEL, the C1 controls and the Unicode
+ * line and paragraph separators are escaped here too. A long string is cut, with its length said.
+ */
 function showValue(value: unknown): string {
-  return typeof value === 'number' && !Number.isFinite(value)
-    ? String(value)
-    : JSON.stringify(value);
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return String(value);
+  }
+
+  const long = typeof value === 'string' && value.length > maxShownCharacters;
+  const shown = (
+    JSON.stringify(long ? value.slice(0, maxShownCharacters) : value) ?? 'nothing'
+  ).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return long ? `${shown}… (${value.length} characters)` : shown;
 }
 
 function getAt(value: unknown, keys: readonly PropertyKey[]): unknown {

@@ -24,6 +24,36 @@ const isNormalAbsolute = (value: string) =>
   path.normalize(value) === value &&
   (value === '/' || !value.endsWith('/'));
 
+// The kernel refuses a path of PATH_MAX (4096) bytes counting its final NUL, and any name in it
+// longer than NAME_MAX (255): mkdir or mount would otherwise fail only after mkfs.
+const pathMaxBytes = 4095;
+const nameMaxBytes = 255;
+
+// A unix socket's address holds 108 bytes with its final NUL (sun_path); a longer socket path
+// cannot be connected to at all.
+const socketMaxBytes = 107;
+
+/**
+ * Checks every path-like key makes before any other, aborting on failure so that its one message
+ * is the one shown. A control character would end a line in the unit drop-ins that setup writes
+ * (after mkfs and mount), and no file name of containerd's or the kubelet's holds one.
+ */
+const pathChecks = [
+  z.refine<string>((value) => !/[\u0000-\u001f\u007f]/.test(value), {
+    error: 'a path without control characters (\\x00-\\x1f, \\x7f)',
+    abort: true,
+  }),
+  z.refine<string>(
+    (value) =>
+      Buffer.byteLength(value) <= pathMaxBytes &&
+      value.split('/').every((name) => Buffer.byteLength(name) <= nameMaxBytes),
+    {
+      error: `a path of at most ${pathMaxBytes} bytes, with no name in it over ${nameMaxBytes}`,
+      abort: true,
+    },
+  ),
+];
+
 /** The forms agent/disks/selectors.ts resolves; paths must sit under /dev. */
 function isSelector(value: string): boolean {
   try {
@@ -37,6 +67,7 @@ function isSelector(value: string): boolean {
 const absolutePath = z
   .string()
   .check(
+    ...pathChecks,
     z.refine(isNormalAbsolute, { error: 'an absolute, normalised path without a trailing slash' }),
   );
 
@@ -60,6 +91,7 @@ const mountOption = z.string().check(
 );
 
 const selectorText = z.string().check(
+  ...pathChecks,
   z.refine(isSelector, {
     error:
       'a device path under /dev, a block-device mapping name (xvdb, /dev/sdf), ' +
@@ -211,7 +243,14 @@ const containerdDefaults = {
 
 // The namespace is not configurable: k8s.io is the only one CRI reads.
 const containerdSchema = z.strictObject({
-  socket: z._default(absolutePath, containerdDefaults.socket),
+  socket: z._default(
+    absolutePath.check(
+      z.refine((value) => Buffer.byteLength(value) <= socketMaxBytes, {
+        error: `a socket path of at most ${socketMaxBytes} bytes`,
+      }),
+    ),
+    containerdDefaults.socket,
+  ),
   config: z._default(absolutePath, containerdDefaults.config),
   sandboxImageArchive: z._default(absolutePath, containerdDefaults.sandboxImageArchive),
 });

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Config } from '../config/schema.js';
+import type { Config, Filesystem } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -28,8 +28,11 @@ export interface MonitorDropInInputs {
   writesDevice: boolean;
 }
 
-/** What the drop-in must hold for a config. */
-export function getMonitorDropInInputs(config: Config): MonitorDropInInputs {
+/** What the drop-in must hold for a config and the filesystem actually on the volume. */
+export function getMonitorDropInInputs(
+  config: Config,
+  filesystem: Filesystem,
+): MonitorDropInInputs {
   const { textfile, emfFile } = config.monitor.metrics;
   const paths = [config.volume.mountPoint];
   // The textfile is replaced through a temporary file and the EMF file may have to be created:
@@ -42,7 +45,7 @@ export function getMonitorDropInInputs(config: Config): MonitorDropInInputs {
 
   // xfs_growfs, xfs_info and dumpe2fs read the device, which the unit's DeviceAllow= grants for
   // every disk; only resize2fs needs to write it.
-  return { paths, writesDevice: config.volume.filesystem === 'ext4' };
+  return { paths, writesDevice: filesystem === 'ext4' };
 }
 
 export function renderMonitorDropIn(

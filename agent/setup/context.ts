@@ -1,4 +1,4 @@
-import type { Config } from '../config/schema.js';
+import type { Config, Filesystem } from '../config/schema.js';
 import type { Runner } from '../exec.js';
 import type { BlockDevice } from '../host/block.js';
 import type { Host } from '../host/host.js';
@@ -60,6 +60,16 @@ export function getVolume(context: SetupContext): Volume {
   }
 
   return context.volume;
+}
+
+/**
+ * The filesystem on the volume, which is not always volume.filesystem: ctrvol reuses a volume of
+ * its own label whatever type it carries. Before the format step has made one (a dry run on a
+ * blank device), it is the type that step would make.
+ */
+export function getVolumeFilesystem(context: SetupContext): Filesystem {
+  const { fsType } = getVolume(context).signatures;
+  return fsType === 'ext4' || fsType === 'xfs' ? fsType : context.config.volume.filesystem;
 }
 
 /**

@@ -146,6 +146,35 @@ describe('ctrvol setup refuses, changing nothing', () => {
     );
   });
 
+  // Such paths used to pass the config and fail only in the wire step, after mkfs and mount.
+  const controlPaths: [string, (rig: Rig) => string, RegExp][] = [
+    [
+      'a mount point holding a line feed',
+      (rig) => `  mountPoint: "${rig.mountPoint}\\nx"`,
+      /volume\.mountPoint: got ".*\\nx"; allowed: a path without control characters/,
+    ],
+    [
+      'a metrics textfile holding a tab',
+      (rig) => `monitor: {metrics: {textfile: "${rig.dir}/a\\tb/x.prom"}}`,
+      /monitor\.metrics\.textfile: got ".*\/a\\tb\/x\.prom"; allowed: a path without control/,
+    ],
+  ];
+  for (const [name, line, message] of controlPaths) {
+    test(`${name}, as a config error with exit code 2, before mkfs`, async (t) => {
+      const rig = await makeRig(t);
+      const config = await readFile(rig.configFile, 'utf8');
+      const yaml = line(rig);
+      await rig.writeConfig(
+        yaml.startsWith('  ')
+          ? config.replace(/^ {2}mountPoint: .*$/m, yaml)
+          : `${config}${yaml}\n`,
+      );
+
+      await assertRefused(rig, 2, message);
+      assert.deepEqual(await probe(rig.device.path), {});
+    });
+  }
+
   test('a device that does not exist, with exit code 3', async (t) => {
     const rig = await makeRig(t);
     const config = await readFile(rig.configFile, 'utf8');

@@ -115,6 +115,24 @@ describe('ctrvol setup on a blank loop device', () => {
     });
   }
 
+  test('reuses an ext4 volume of its label under an xfs config, and lets the monitor grow it', async (t) => {
+    const rig = await makeRig(t, { filesystem: 'xfs' });
+    await execa('mkfs.ext4', ['-q', '-L', 'ctrvol', rig.device.path], { stdin: 'ignore' });
+
+    const result = await rig.setup();
+
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.match(result.stderr, /another filesystem; reusing it as it is/);
+    assert.equal((await probe(rig.device.path)).TYPE, 'ext4');
+    assert.equal((await readState(rig.root)).filesystem, 'ext4');
+    // resize2fs opens an ext4 device read-write to grow it online.
+    const monitorDropIn = await readFile(
+      path.join(rig.root, 'etc/systemd/system/ctrvol-monitor.service.d/10-ctrvol.conf'),
+      'utf8',
+    );
+    assert.match(monitorDropIn, new RegExp(`^DeviceAllow=${rig.device.path} rw$`, 'm'));
+  });
+
   test('changes nothing on a second run, and says so', async (t) => {
     const rig = await makeRig(t);
     assert.equal((await rig.setup()).exitCode, 0);

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { symlink, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, test } from 'node:test';
-import { loadConfig, parseConfig } from '../../agent/config/load.js';
+import { loadConfig, maxConfigBytes, parseConfig } from '../../agent/config/load.js';
+import { makeTempDir } from '../helpers/temp.js';
 
 describe('the config', () => {
   for (const device of ['xvdb', '/dev/sdf', 'vol-0123456789abcdef0', 'auto', '/dev/disk/by-id/x']) {
@@ -239,8 +243,68 @@ describe('the config', () => {
     ],
   ];
 
+  // A path that holds a control character or is longer than the kernel takes is refused here,
+  // not after mkfs when the drop-ins are written or the mount point is made.
+  const controls = 'allowed: a path without control characters (\\x00-\\x1f, \\x7f)';
+  const tooLong = 'allowed: a path of at most 4095 bytes, with no name in it over 255';
+  const longName = 'a'.repeat(256);
+  rejections.push(
+    [
+      'volume: {device: xvdb}\nmonitor: {metrics: {textfile: "/tmp/x/a\\tb/x.prom"}}',
+      `config: monitor.metrics.textfile: got "/tmp/x/a\\tb/x.prom"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\nmonitor: {metrics: {emfFile: "/var/log/ctrvol/emf\\x7f.log"}}',
+      `config: monitor.metrics.emfFile: got "/var/log/ctrvol/emf\\u007f.log"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb, mountPoint: "/tmp/x/m\\nx"}',
+      `config: volume.mountPoint: got "/tmp/x/m\\nx"; ${controls}`,
+    ],
+    ['volume: {device: "/dev/xvdb\\n"}', `config: volume.device: got "/dev/xvdb\\n"; ${controls}`],
+    ['volume: {device: "/dev/x\\0y"}', `config: volume.device: got "/dev/x\\u0000y"; ${controls}`],
+    [
+      'volume: {devices: [xvdb, "/dev/disk/by-id/x\\ry"], raid: raid0}',
+      `config: volume.devices.1: got "/dev/disk/by-id/x\\ry"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb, bindMounts: ["/var/lib/kubelet\\e[31m"]}',
+      `config: volume.bindMounts.0: got "/var/lib/kubelet\\u001b[31m"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {socket: "/run/containerd/\\x1f.sock"}',
+      `config: containerd.socket: got "/run/containerd/\\u001f.sock"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {config: "/etc/containerd/\\tconfig.toml"}',
+      `config: containerd.config: got "/etc/containerd/\\tconfig.toml"; ${controls}`,
+    ],
+    [
+      'volume: {device: xvdb}\ncontainerd: {sandboxImageArchive: "/etc/eks/\\npause.tar"}',
+      `config: containerd.sandboxImageArchive: got "/etc/eks/\\npause.tar"; ${controls}`,
+    ],
+    [
+      `volume: {device: "/dev/${'x'.repeat(100_000)}"}`,
+      `config: volume.device: got "/dev/${'x'.repeat(115)}"… (100005 characters); ${tooLong}`,
+    ],
+    [
+      `volume: {device: xvdb, mountPoint: "/srv/${longName}"}`,
+      `config: volume.mountPoint: got "/srv/${'a'.repeat(115)}"… (261 characters); ${tooLong}`,
+    ],
+    [
+      `volume: {device: xvdb}\ncontainerd: {socket: "/run/${'s'.repeat(98)}.sock"}`,
+      `config: containerd.socket: got "/run/${'s'.repeat(98)}.sock"; allowed: a socket path of ` +
+        'at most 107 bytes',
+    ],
+    // The value shown stays on one line even where JSON would leave a line separator as it is.
+    [
+      'volume: {device: xvdb, label: "a\\Lb"}',
+      'config: volume.label: got "a\\u2028b"; allowed: letters, digits, "_", "." and "-"',
+    ],
+  );
+
   for (const [yaml, message] of rejections) {
-    test(`rejects ${yaml.replace(/\n/g, ' ')} with exit code 2`, () => {
+    test(`rejects ${yaml.replace(/\n/g, ' ').slice(0, 200)} with exit code 2`, () => {
       assert.throws(() => parseConfig(yaml), { message, exitCode: 2 });
     });
   }
@@ -262,6 +326,74 @@ describe('the config', () => {
     await assert.rejects(loadConfig(import.meta.dirname), {
       exitCode: 2,
       message: `config ${import.meta.dirname}: a directory; pass --config FILE`,
+    });
+  });
+
+  describe('the config file', () => {
+    const withTemp = async (use: (dir: string) => Promise<void>) => {
+      const temp = await makeTempDir('ctrvol-config');
+      try {
+        await use(temp.path);
+      } finally {
+        await temp.cleanup();
+      }
+    };
+
+    test('loads a regular file', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await writeFile(file, 'volume: {device: xvdb}\n');
+        assert.equal((await loadConfig(file)).volume.device, 'xvdb');
+      });
+    });
+
+    // Opened without O_NONBLOCK, a FIFO with no writer holds the open for ever.
+    test(
+      'rejects a FIFO with exit code 2 instead of waiting for a writer',
+      { timeout: 10_000 },
+      async () => {
+        await withTemp(async (dir) => {
+          const file = path.join(dir, 'config.yaml');
+          execFileSync('mkfifo', [file]);
+          await assert.rejects(loadConfig(file), {
+            exitCode: 2,
+            message: `config ${file}: not a regular file; pass --config FILE`,
+          });
+        });
+      },
+    );
+
+    test('rejects a symlink to /dev/zero with exit code 2 without reading it', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await symlink('/dev/zero', file);
+        await assert.rejects(loadConfig(file), {
+          exitCode: 2,
+          message: `config ${file}: not a regular file; pass --config FILE`,
+        });
+      });
+    });
+
+    test('rejects a file above the size cap with exit code 2 without reading it', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        await writeFile(file, '');
+        // Sparse: its size says too large before a byte is read.
+        await truncate(file, maxConfigBytes + 1);
+        await assert.rejects(loadConfig(file), {
+          exitCode: 2,
+          message: `config ${file}: larger than ${maxConfigBytes} bytes; not a config`,
+        });
+      });
+    });
+
+    test('still loads a file of exactly the cap', async () => {
+      await withTemp(async (dir) => {
+        const file = path.join(dir, 'config.yaml');
+        const head = 'volume: {device: xvdb}\n';
+        await writeFile(file, head.padEnd(maxConfigBytes, '#'));
+        assert.equal((await loadConfig(file)).volume.device, 'xvdb');
+      });
     });
   });
 

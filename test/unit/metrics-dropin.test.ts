@@ -78,7 +78,7 @@ describe('renderMonitorDropIn', () => {
 describe('getMonitorDropInInputs', () => {
   test('the default config needs the default mount point only', () => {
     const config = parseConfig('volume:\n  device: /dev/xvdb\n');
-    assert.deepEqual(getMonitorDropInInputs(config), {
+    assert.deepEqual(getMonitorDropInInputs(config, 'xfs'), {
       paths: ['/var/lib/containerd'],
       writesDevice: false,
     });
@@ -98,9 +98,18 @@ describe('getMonitorDropInInputs', () => {
         '',
       ].join('\n'),
     );
-    assert.deepEqual(getMonitorDropInInputs(config), {
+    assert.deepEqual(getMonitorDropInInputs(config, 'ext4'), {
       paths: ['/data/containerd', '/var/lib/node_exporter/textfile_collector', '/var/log/ctrvol'],
       writesDevice: true,
     });
+  });
+
+  test('the filesystem on the volume decides, not volume.filesystem', () => {
+    // ctrvol reuses an ext4 volume of its label when the config says xfs; resize2fs then still
+    // needs the device, and an xfs volume under an ext4 config does not.
+    const xfsConfig = parseConfig('volume:\n  device: /dev/xvdb\n');
+    assert.equal(getMonitorDropInInputs(xfsConfig, 'ext4').writesDevice, true);
+    const ext4Config = parseConfig('volume:\n  device: /dev/xvdb\n  filesystem: ext4\n');
+    assert.equal(getMonitorDropInInputs(ext4Config, 'xfs').writesDevice, false);
   });
 });

@@ -1,23 +1,20 @@
 import { isDeepStrictEqual } from 'node:util';
 import { writeState, type SetupState } from '../../state/state.js';
-import { act, getVolume } from '../context.js';
+import { act, getVolume, getVolumeFilesystem } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 export const recordStep: Step = {
   name: 'record',
   async run(context, logger) {
     const { device, signatures } = getVolume(context);
-    const { label, mountPoint, filesystem, bindMounts } = context.config.volume;
+    const { label, mountPoint, bindMounts } = context.config.volume;
     const previous = context.previous;
     const sameVolume = previous?.uuid === signatures.uuid;
     const state: SetupState = {
       version: 1,
       uuid: signatures.uuid ?? '',
       device: device.path,
-      filesystem:
-        signatures.fsType === 'ext4' || signatures.fsType === 'xfs'
-          ? signatures.fsType
-          : filesystem,
+      filesystem: getVolumeFilesystem(context),
       label,
       mountPoint,
       setupAt: sameVolume && previous !== undefined ? previous.setupAt : new Date().toISOString(),

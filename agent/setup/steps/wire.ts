@@ -11,7 +11,7 @@ import {
   renderContainerdDropIn,
   renderKubeletDropIn,
 } from '../../systemd/units.js';
-import { act, getVolume } from '../context.js';
+import { act, getVolume, getVolumeFilesystem } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 
 /**
@@ -24,7 +24,9 @@ export const wireStep: Step = {
   name: 'wire',
   async run(context, logger) {
     const { config, paths } = context;
-    const monitor = getMonitorDropInInputs(config);
+    // The filesystem on the volume, not the configured one: resize2fs needs the device writable
+    // on a reused ext4 volume even when the config says xfs.
+    const monitor = getMonitorDropInInputs(config, getVolumeFilesystem(context));
     // The kernel name, not a mapping-name symlink: DeviceAllow= wants the node itself, and setup
     // rewrites this at every boot, when NVMe names may have moved.
     const devices = monitor.writesDevice ? [getVolume(context).device.path] : [];
