@@ -59,8 +59,9 @@ export function readDevLinksSync(host: Host): Map<string, string> {
  * Every block device the root filesystem rests on, followed down through md and dm layers to the
  * partitions and their disks.
  *
- * The device is found by the number mountinfo gives; btrfs reports an anonymous number there (0:NN) for every subvolume, so when that number names
- * no block device the mount source (/dev/nvme0n1p2) is followed instead.
+ * The device is found by the number mountinfo gives; btrfs reports an anonymous number there
+ * (0:NN) for every subvolume, so when that number names no block device the mount source
+ * (/dev/nvme0n1p2) is followed instead.
  */
 export function getRootDiskNames(host: Host): Set<string> {
   const names = new Set<string>();

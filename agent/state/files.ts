@@ -5,17 +5,21 @@ import path from 'node:path';
  * Small JSON records that must survive a crash intact: written to a temporary file, synced,
  * renamed into place, and the directory synced, so that after a power loss either the old or the
  * new record is there and never half of one.
- *
- * `sync: false` leaves all of that to whatever comes next (an unmount), for a record whose caller
- * copes with finding it missing or torn after a crash: each sync on a filesystem that was just
- * flushed costs a journal commit.
  */
-export async function writeJsonDurably(
-  file: string,
-  value: unknown,
-  options: { sync?: boolean } = {},
-): Promise<void> {
-  const sync = options.sync !== false;
+export function writeJsonDurably(file: string, value: unknown): Promise<void> {
+  return writeJson(file, value, true);
+}
+
+/**
+ * The same write without any sync, leaving that to whatever comes next (an unmount): for a
+ * record whose caller copes with finding it missing or torn after a crash, where a sync on a
+ * filesystem that was just flushed would cost a journal commit.
+ */
+export function writeJsonUnsynced(file: string, value: unknown): Promise<void> {
+  return writeJson(file, value, false);
+}
+
+async function writeJson(file: string, value: unknown, sync: boolean): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}.tmp`;
   const handle = await open(temporary, 'w', 0o644);

@@ -5,7 +5,7 @@ import { getMountAt, readMountInfo } from '../../host/mountinfo.js';
 import type { Logger } from '../../log/logger.js';
 import { checkRoom, clearUnfinishedCopy, copyAndVerify } from '../../preserve/copy.js';
 import { buildManifest, getManifestDigest } from '../../preserve/manifest.js';
-import { readJson, removeDurably, writeJsonDurably } from '../../state/files.js';
+import { readJson, removeDurably, writeJsonDurably, writeJsonUnsynced } from '../../state/files.js';
 import {
   bindDir,
   copyStartedMarker,
@@ -251,9 +251,12 @@ async function markPreserved(
 ): Promise<PreservedRecord> {
   const staging = context.paths.stagingDir;
   const written = { ...record, at: new Date().toISOString() };
-  await writeJsonDurably(path.join(staging, preservedMarker), written, { sync: options.durable });
+  const marker = path.join(staging, preservedMarker);
   if (options.durable) {
+    await writeJsonDurably(marker, written);
     await removeDurably(path.join(staging, copyStartedMarker));
+  } else {
+    await writeJsonUnsynced(marker, written);
   }
 
   return written;
