@@ -48,8 +48,7 @@ export async function setup(
     volume: undefined,
     array: undefined,
     stoppedUnits: [],
-    source: undefined,
-    bindSources: new Map(),
+    sourceSizes: new Map(),
     hiddenBytes: undefined,
     plan: [],
   };

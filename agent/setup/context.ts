@@ -43,10 +43,11 @@ export interface SetupContext {
   array: ArrayRecord | undefined;
   /** Units stopped by this run, to be started again at the end (or after a failure). */
   stoppedUnits: string[];
-  /** What lies at the mount point on the root disk, measured once; null when nothing does. */
-  source: Promise<TreeSize | null> | undefined;
-  /** What lies at each volume.bindMounts directory on the root disk, measured once each. */
-  bindSources: Map<string, TreeSize | null>;
+  /**
+   * What lies on the root disk at the mount point and at each volume.bindMounts directory,
+   * measured once per run (see measureOnce); null where nothing does.
+   */
+  sourceSizes: Map<string, Promise<TreeSize | null>>;
   /** Bytes of the old store left under the mount point, as the preserve step measured them. */
   hiddenBytes: number | undefined;
   /** What a dry run would have done, in order. */
@@ -93,13 +94,37 @@ export async function act(
 }
 
 /**
- * The size of the old store at the mount point, measured once per run: from the start of the
- * resolve step when nothing is mounted there yet (see measureSourceEarly), and again after
- * quiesce when that stopped containerd, which may write as it stops.
+ * The size of what lies at a directory on the root disk, measured once per run: the room check
+ * before mkfs and the copy read the same figure. The old store at the mount point is measured
+ * from the start of the resolve step when nothing is mounted there yet (measureSourceEarly), and
+ * again after quiesce when that stopped containerd, which may write as it stops (forgetSize).
  */
-export async function getSourceSize(context: SetupContext): Promise<TreeSize | null> {
-  context.source ??= measureSource(context.run, context.config.volume.mountPoint);
-  return context.source;
+function measureOnce(context: SetupContext, directory: string): Promise<TreeSize | null> {
+  let size = context.sourceSizes.get(directory);
+  if (size === undefined) {
+    size = measureSource(context.run, directory);
+    context.sourceSizes.set(directory, size);
+  }
+
+  return size;
+}
+
+/** The old store at the mount point. */
+export function getSourceSize(context: SetupContext): Promise<TreeSize | null> {
+  return measureOnce(context, context.config.volume.mountPoint);
+}
+
+/** What lies at a volume.bindMounts directory. */
+export function getBindSourceSize(
+  context: SetupContext,
+  directory: string,
+): Promise<TreeSize | null> {
+  return measureOnce(context, directory);
+}
+
+/** The old store changed (or may have) since it was measured: the next ask measures it again. */
+export function forgetSourceSize(context: SetupContext): void {
+  context.sourceSizes.delete(context.config.volume.mountPoint);
 }
 
 /**
@@ -115,23 +140,5 @@ export function measureSourceEarly(context: SetupContext): void {
     return;
   }
 
-  const measuring = getSourceSize(context);
-  measuring.catch(() => undefined);
-}
-
-/**
- * What lies at a volume.bindMounts directory on the root disk, measured once per run: the room
- * check before mkfs and the copy in the bind step read the same figure.
- */
-export async function getBindSourceSize(
-  context: SetupContext,
-  directory: string,
-): Promise<TreeSize | null> {
-  let size = context.bindSources.get(directory);
-  if (size === undefined) {
-    size = await measureSource(context.run, directory);
-    context.bindSources.set(directory, size);
-  }
-
-  return size;
+  getSourceSize(context).catch(() => undefined);
 }

@@ -14,7 +14,7 @@ import {
   volumeMetaDir,
 } from '../../state/paths.js';
 import { formatBytes } from '../../text.js';
-import { act, getSourceSize, getVolume, type SetupContext } from '../context.js';
+import { act, forgetSourceSize, getSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { isMountedAtMountPoint } from './quiesce.js';
 
@@ -278,7 +278,7 @@ async function reclaimSource(context: SetupContext, logger: Logger): Promise<boo
     return true;
   } catch (error) {
     logger.warn({ err: error }, `could not free all of ${mountPoint} on the root disk`);
-    context.source = undefined;
+    forgetSourceSize(context);
     return false;
   }
 }

@@ -3,7 +3,7 @@ import { findShims, isSocketLive } from '../../host/containerd.js';
 import { getMountsBeneath, readMountInfo } from '../../host/mountinfo.js';
 import { isUnitActive } from '../../host/systemd.js';
 import { dependentUnits } from '../../systemd/units.js';
-import { act, getVolume, type SetupContext } from '../context.js';
+import { act, forgetSourceSize, getVolume, type SetupContext } from '../context.js';
 import { alreadyDone, changed, type Step } from '../step.js';
 import { checkBindTargets } from './bind.js';
 
@@ -36,7 +36,7 @@ export const quiesceStep: Step = {
     await checkNothingRuns(context);
     if (context.stoppedUnits.length > 0) {
       // containerd writes as it stops; the store is measured again as it is now.
-      context.source = undefined;
+      forgetSourceSize(context);
     }
 
     return context.stoppedUnits.length === 0
