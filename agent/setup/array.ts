@@ -13,11 +13,10 @@ import {
   type ArrayPlan,
 } from '../disks/md.js';
 import type { Pool } from '../disks/selectors.js';
-import { describeContent, isBlankContent, sampleContent } from '../host/content.js';
-import { getHostDevPath } from '../host/host.js';
+import { describeContent } from '../host/content.js';
 import { isBlank, probeSignatures, type Signatures } from '../host/signatures.js';
 import type { Logger } from '../log/logger.js';
-import { act, type SetupContext } from './context.js';
+import { act, checkContent, type SetupContext } from './context.js';
 
 type ArrayPool = Extract<Pool, { kind: 'array' }>;
 
@@ -91,10 +90,8 @@ async function describeMember(
     return { blank: false, signatures: describeSignatures(signatures, disk.partitions) };
   }
 
-  const content = await sampleContent(getHostDevPath(context.host, disk.path), disk.sizeBytes);
-  const instanceStore =
-    context.config.volume.instanceStore !== undefined || disk.kind === 'instance-store';
-  return isBlankContent(content, instanceStore)
+  const { blank, content } = await checkContent(context, disk);
+  return blank
     ? { blank: true }
     : { blank: false, signatures: `no signature, but ${describeContent(content)}` };
 }

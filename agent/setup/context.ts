@@ -1,6 +1,9 @@
 import type { Config, Filesystem } from '../config/schema.js';
 import type { Runner } from '../exec.js';
+import { getDiskKind } from '../disks/inventory.js';
 import type { BlockDevice } from '../host/block.js';
+import { type ContentSample, isBlankContent, sampleContent } from '../host/content.js';
+import { getHostDevPath } from '../host/host.js';
 import type { Host } from '../host/host.js';
 import type { HeldLock } from '../host/lock.js';
 import { getMountAt, readMountInfo, type MountEntry } from '../host/mountinfo.js';
@@ -141,4 +144,28 @@ export function measureSourceEarly(context: SetupContext): void {
   }
 
   getSourceSize(context).catch(() => undefined);
+}
+
+export function sampleDeviceContent(
+  context: SetupContext,
+  device: BlockDevice,
+): Promise<ContentSample> {
+  return sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
+}
+
+/**
+ * Whether a device that carries no signature is blank: zeros anywhere, noise only on an
+ * instance-store disk (as the config or the disk's NVMe model says). The sample is read here
+ * unless the caller already started reading it.
+ */
+export async function checkContent(
+  context: SetupContext,
+  device: BlockDevice,
+  sampling: Promise<ContentSample> = sampleDeviceContent(context, device),
+): Promise<{ blank: boolean; content: ContentSample }> {
+  const content = await sampling;
+  const instanceStore =
+    context.config.volume.instanceStore !== undefined ||
+    getDiskKind(device.model) === 'instance-store';
+  return { blank: isBlankContent(content, instanceStore), content };
 }

@@ -4,15 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { xfsMinimumBytes } from '../../config/schema.js';
 import { ConfigError, EnvironmentError, getErrorLine } from '../../errors.js';
 import { type BlockDevice, getBlockDevice, getSwapDeviceNames } from '../../host/block.js';
-import {
-  type ContentSample,
-  describeContent,
-  isBlankContent,
-  sampleContent,
-} from '../../host/content.js';
-import { getHostDevPath } from '../../host/host.js';
+import { type ContentSample, describeContent } from '../../host/content.js';
 import { cacheIdentifyReader, createIdentifyReader } from '../../disks/identify.js';
-import { getDiskKind, readInventory, type Inventory } from '../../disks/inventory.js';
+import { readInventory, type Inventory } from '../../disks/inventory.js';
 import { getRootDiskNames } from '../../disks/sysfs.js';
 import { arrayDevice, arrayName } from '../../disks/md.js';
 import { compareDeviceNames } from '../../disks/names.js';
@@ -35,7 +29,13 @@ import { readJson } from '../../state/files.js';
 import { bindDir, volumeMetaDir } from '../../state/paths.js';
 import { readState } from '../../state/state.js';
 import { ensureArray } from '../array.js';
-import { measureSourceEarly, type SetupContext, type Volume } from '../context.js';
+import {
+  checkContent,
+  measureSourceEarly,
+  sampleDeviceContent,
+  type SetupContext,
+  type Volume,
+} from '../context.js';
 import { checked, type Step } from '../step.js';
 import { getDeviceIdentity, type FormatIntent } from './format.js';
 
@@ -356,7 +356,8 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
 
   // On a first run the device is most likely blank, and then its content is read too: beside the
   // signature probes rather than after them. All of it only reads.
-  const sampling = context.previous === undefined ? readContent(context, device) : undefined;
+  const sampling =
+    context.previous === undefined ? sampleDeviceContent(context, device) : undefined;
   sampling?.catch(() => undefined);
   const signatures = await probeSignatures(context.run, device.path);
   const formatReason = await getFormatReason(context, device, signatures, sampling);
@@ -388,10 +389,6 @@ async function probeVolume(context: SetupContext, device: BlockDevice): Promise<
   return { device, signatures, formatReason, mounts };
 }
 
-function readContent(context: SetupContext, device: BlockDevice): Promise<ContentSample> {
-  return sampleContent(getHostDevPath(context.host, device.path), device.sizeBytes);
-}
-
 async function getFormatReason(
   context: SetupContext,
   device: BlockDevice,
@@ -410,11 +407,8 @@ async function getFormatReason(
     return (await isInterrupted()) ? 'interrupted format' : undefined;
   }
 
-  const content = await (sampling ?? readContent(context, device));
-  const instanceStore =
-    context.config.volume.instanceStore !== undefined ||
-    getDiskKind(device.model) === 'instance-store';
-  if (isBlankContent(content, instanceStore)) {
+  const { blank, content } = await checkContent(context, device, sampling);
+  if (blank) {
     return 'blank';
   }
 
